@@ -1,0 +1,88 @@
+"""Per-account state the engine keeps: balances, the day's P&L, positions, working orders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from riskterm.book import Order, Position
+
+
+class AccountState:
+    __slots__ = (
+        "balance",
+        "equity",
+        "name",
+        "orders",
+        "positions",
+        "realized",
+        "rule_state",
+        "rules",
+        "sod_balance",
+        "sod_from_event",
+        "state",
+        "trading_day",
+    )
+
+    def __init__(self, name: str, rules: dict[str, Any]) -> None:
+        self.name = name
+        self.rules = rules  # rule id -> effective params for this account (enabled only)
+        self.positions: dict[str, Position] = {}
+        self.orders: dict[str, Order] = {}
+        self.balance: float | None = None
+        self.equity: float | None = None
+        self.sod_balance: float | None = None  # start-of-day balance
+        self.sod_from_event = False  # set by the first `account` event of the trading day
+        self.realized = 0.0  # realized P&L of the trading day, after fees
+        self.trading_day: str | None = None
+        self.state = "active"  # active / reducing / halted, derived from lockouts
+        self.rule_state: dict[str, Any] = {}  # per-rule counters that must survive a restart
+
+    @property
+    def unrealized(self) -> float:
+        return sum(p.unrealized for p in self.positions.values() if p.qty)
+
+    @property
+    def live_equity(self) -> float | None:
+        """Equity as reported by the broker, else balance plus open P&L."""
+        if self.equity is not None:
+            return self.equity
+        if self.balance is not None:
+            return self.balance + self.unrealized
+        return None
+
+    def has_stop(self, symbol: str, qty: int) -> bool:
+        """Is a stop or stop_limit working on the closing side of a position of `qty`?"""
+        closing = "sell" if qty > 0 else "buy"
+        return any(
+            o.symbol == symbol and o.side == closing and o.is_stop for o in self.orders.values()
+        )
+
+    def new_day(self, day: str) -> None:
+        self.trading_day = day
+        self.realized = 0.0
+        self.sod_balance = self.balance
+        self.sod_from_event = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "balance": self.balance,
+            "equity": self.equity,
+            "sod_balance": self.sod_balance,
+            "sod_from_event": self.sod_from_event,
+            "realized": self.realized,
+            "trading_day": self.trading_day,
+            "rule_state": self.rule_state,
+            "orders": [o.to_dict() | {"ts": o.ts} for o in self.orders.values()],
+        }
+
+    def load_json(self, data: dict[str, Any]) -> None:
+        self.balance = data.get("balance")
+        self.equity = data.get("equity")
+        self.sod_balance = data.get("sod_balance")
+        self.sod_from_event = bool(data.get("sod_from_event"))
+        self.realized = float(data.get("realized") or 0.0)
+        self.trading_day = data.get("trading_day")
+        self.rule_state = dict(data.get("rule_state") or {})
+        for od in data.get("orders") or []:
+            order = Order(od)
+            self.orders[order.order_id] = order

@@ -1,0 +1,265 @@
+"""The command line (CONTRACT §3). Options may stand before or after a subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+_COMMON: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--no-ui",), {"action": "store_true", "help": "run headless: JSON Lines on stdout"}),
+    (("--source",), {"help": "sim (default), replay:PATH, or - for stdin"}),
+    (("--rules",), {"help": "rules file (default ./rules.yaml, else the packaged default)"}),
+    (("--db",), {"help": "SQLite database file"}),
+    (("--seed",), {"type": int, "help": "simulator seed"}),
+    (("--speed",), {"type": float, "help": "pacing: 0 = as fast as possible, 1 = real time"}),
+    (("--max-events",), {"type": int, "help": "stop the source after N events"}),
+    (("--json",), {"action": "store_true", "help": "JSON output (jobs list/show, bench)"}),
+]
+_DEFAULTS = {"no_ui": False, "source": "sim", "rules": None, "db": None, "seed": 0,
+             "speed": None, "max_events": None, "json": False}
+
+
+def _common_parser() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    for flags, kwargs in _COMMON:
+        parent.add_argument(*flags, default=argparse.SUPPRESS, **kwargs)
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_parser()
+    parser = argparse.ArgumentParser(
+        prog="riskterm", parents=[common],
+        description="A terminal risk manager: watches a broker's events and enforces risk rules.",
+    )
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("check-rules", parents=[common], help="validate a rules file")
+    p.add_argument("path")
+    p = sub.add_parser("unlock", parents=[common], help="lift an account's lockouts by hand")
+    p.add_argument("account")
+    p.add_argument("--rule", help="only the lockout of this rule")
+    jobs = sub.add_parser("jobs", parents=[common], help="the Smart Risk Manager job queue")
+    jsub = jobs.add_subparsers(dest="jobs_command", required=True)
+    jsub.add_parser("list", parents=[common], help="list jobs, newest first")
+    for name, text in (("show", "show one job"), ("cancel", "cancel a queued or running job"),
+                       ("retry", "queue a failed, cancelled, timed-out or interrupted job again"),
+                       ("approve", "carry out a finished job's recommended actions")):
+        jp = jsub.add_parser(name, parents=[common], help=text)
+        jp.add_argument("job_id")
+    jp = jsub.add_parser("enqueue", parents=[common], help="queue a review of an account")
+    jp.add_argument("--account", required=True)
+    jp.add_argument("--kind", default="smart_risk")
+    jp.add_argument("--instructions")
+    bench = sub.add_parser("bench", parents=[common], help="run the built-in benchmarks")
+    bench.add_argument("--only", nargs="+", metavar="NAME")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    for key, value in _DEFAULTS.items():
+        if not hasattr(args, key):
+            setattr(args, key, value)
+    return args
+
+
+def _data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(os.environ.get("RISKTERM_HOME") or user_data_dir("riskterm"))
+
+
+def default_db(source: str) -> Path:
+    """Live sources share one database; a replay gets a fresh one so it inherits nothing."""
+    if source == "sim":
+        return _data_dir() / "riskterm.db"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return _data_dir() / "replays" / f"replay-{stamp}-{os.getpid()}.db"
+
+
+def _err(text: str) -> None:
+    print(f"riskterm: {text}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.command == "check-rules":
+            from riskterm.config import check_rules_main
+
+            return check_rules_main(args.path)
+        if args.command == "unlock":
+            return asyncio.run(_unlock(args))
+        if args.command == "jobs":
+            return _jobs(args)
+        if args.command == "bench":
+            from riskterm.bench import bench_main
+
+            return bench_main(args)
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _db_for_admin(args: argparse.Namespace) -> Path:
+    return Path(args.db) if args.db else _data_dir() / "riskterm.db"
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from riskterm.jobs.cli import run_jobs_command
+
+    db = _db_for_admin(args)
+    config = None
+    try:
+        from riskterm.config import RulesError, load_rules, resolve_rules_path
+
+        config = load_rules(resolve_rules_path(args.rules)).smart_risk
+    except (RulesError, OSError) as exc:
+        if args.rules:
+            _err(str(exc))
+            return EXIT_USAGE
+    return asyncio.run(run_jobs_command(
+        args.jobs_command, db, job_id=getattr(args, "job_id", None),
+        account=getattr(args, "account", None), kind=getattr(args, "kind", "smart_risk"),
+        instructions=getattr(args, "instructions", None), as_json=args.json, config=config,
+    ))
+
+
+async def _unlock(args: argparse.Namespace) -> int:
+    import json
+
+    from riskterm.db import DatabaseError, open_db
+    from riskterm.recorder import INSERT_RECORD
+    from riskterm.timefmt import iso
+
+    try:
+        conn = await open_db(_db_for_admin(args))
+    except DatabaseError as exc:
+        _err(str(exc))
+        return 1
+    try:
+        sql = "SELECT id, rule FROM lockouts WHERE active = 1 AND account = ?"
+        params: tuple[Any, ...] = (args.account,)
+        if args.rule:
+            sql += " AND rule = ?"
+            params += (args.rule,)
+        async with conn.execute(sql, params) as cur:
+            rows = await cur.fetchall()
+        if not rows:
+            what = f" by {args.rule}" if args.rule else ""
+            print(f"{args.account} has no active lockout{what}", file=sys.stderr)
+            return 0
+        now = time.time()
+        await conn.execute("BEGIN IMMEDIATE")
+        for lid, rule in rows:
+            await conn.execute(
+                "UPDATE lockouts SET active = 0, lifted_ts = ?, lift_reason = 'manual' "
+                "WHERE id = ?", (now, lid))
+            rec = {"kind": "unlock", "ts": iso(now), "account": args.account, "rule": rule,
+                   "reason": "manual"}
+            await conn.execute(INSERT_RECORD, ("unlock", rec["ts"], args.account, rule,
+                                               json.dumps(rec)))
+            print(json.dumps(rec))
+        await conn.execute("COMMIT")
+        return 0
+    finally:
+        await conn.close()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from riskterm.config import RulesError, load_rules, resolve_rules_path
+    from riskterm.host import RunOptions
+
+    source = args.source
+    if source != "sim" and source != "-" and not source.startswith("replay:"):
+        _err(f"unknown source {source!r}: use sim, replay:PATH or -")
+        return EXIT_USAGE
+    if source.startswith("replay:"):
+        path = Path(source.split(":", 1)[1])
+        if not path.is_file():
+            _err(f"replay file not found: {path}")
+            return EXIT_USAGE
+    rules_path = resolve_rules_path(args.rules)
+    try:
+        config = load_rules(rules_path)
+    except RulesError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        _err(f"cannot read rules file {rules_path}: {exc}")
+        return EXIT_USAGE
+    if args.max_events is not None and args.max_events < 0:
+        _err("--max-events must be 0 or more")
+        return EXIT_USAGE
+    if args.speed is not None and args.speed < 0:
+        _err("--speed must be 0 or more")
+        return EXIT_USAGE
+    db = Path(args.db) if args.db else default_db(source)
+    opts = RunOptions(source=source, rules_path=rules_path, db_path=db, seed=args.seed,
+                      speed=args.speed, max_events=args.max_events)
+    if args.no_ui:
+        return asyncio.run(run_headless(opts, config, announce_db=not args.db))
+    from riskterm.tui.app import run_dashboard
+
+    return run_dashboard(opts, config)
+
+
+def _stdout_sink(batch: list[tuple[dict[str, Any], str]]) -> None:
+    try:
+        sys.stdout.write("".join(body + "\n" for _, body in batch))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away; keep committing to the database
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+async def run_headless(opts: Any, config: Any, *, announce_db: bool = False) -> int:
+    from riskterm.db import DatabaseError
+    from riskterm.host import EngineHost
+    from riskterm.recorder import StorageError
+
+    default_speed = 1.0 if opts.is_live else 0.0
+    host = EngineHost(opts, config, sinks=[_stdout_sink], default_speed=default_speed)
+    try:
+        await host.open()
+    except DatabaseError as exc:
+        _err(str(exc))
+        return 1
+    if announce_db:
+        _err(f"database: {opts.db_path}")
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, host.request_stop, 130)
+    loop.add_signal_handler(signal.SIGTERM, host.request_stop, 143)
+
+    def reload() -> None:
+        error = host.reload_rules()
+        _err(f"rules reloaded from {host.config.path}" if error is None
+             else f"rules not reloaded, keeping the old rules:\n{error}")
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        feeder = asyncio.create_task(host.run_source())
+        stopper = asyncio.create_task(host._stop.wait())
+        await asyncio.wait({feeder, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not feeder.done():
+            await feeder  # the source loop notices the stop at its next event
+        feeder.result()
+        if host.failure is not None:
+            raise host.failure
+        await host.finish(wait_for_jobs=host.stop_code is None and not opts.is_live)
+    except (StorageError, DatabaseError) as exc:
+        _err(f"stopping: {exc}")
+        await host.close()
+        return 1
+    await host.close()
+    return host.stop_code or 0

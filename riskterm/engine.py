@@ -1,0 +1,702 @@
+"""The risk engine: a synchronous core fed one event at a time.
+
+It keeps the book, runs timers on the engine clock, dispatches events to the rules registered
+for their kind, and turns violations into enforcements and lockouts. It never awaits: records
+and state changes collect in memory and the recorder (riskterm.recorder) commits them in batches;
+a record is reported only after its commit.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from riskterm.account import AccountState
+from riskterm.book import Order, Position
+from riskterm.broker import Broker
+from riskterm.calendar import TradingCalendar
+from riskterm.config import RulesConfig
+from riskterm.enforcement import Enforcer
+from riskterm.lockouts import Lockout, LockoutBook
+from riskterm.rules import rule_classes
+from riskterm.rules.base import Rule
+from riskterm.timefmt import iso
+
+EnqueueJob = Callable[..., tuple[str, bool]]
+
+
+@dataclass(frozen=True)
+class _LockSpec:
+    kind: str
+    seconds: float | None = None
+
+
+NO_LOCKOUT = _LockSpec("none")
+PRICE_HISTORY = 50
+
+
+@dataclass
+class Changes:
+    """What the engine changed since the last commit, for the recorder to write in one go."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    accounts: list[tuple[str, str]] = field(default_factory=list)
+    positions: list[tuple[str, str, int, float, float | None]] = field(default_factory=list)
+    lockouts_added: list[Lockout] = field(default_factory=list)
+    lockouts_lifted: list[tuple[int, float, str]] = field(default_factory=list)
+    engine_state: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.records or self.accounts or self.positions or self.lockouts_added
+            or self.lockouts_lifted or self.engine_state is not None
+        )
+
+
+@dataclass
+class RestoredState:
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    positions: list[tuple[str, str, int, float, float | None]] = field(default_factory=list)
+    lockouts: list[Lockout] = field(default_factory=list)
+    engine_state: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(
+        self,
+        config: RulesConfig,
+        broker: Broker,
+        *,
+        live: bool = False,
+        wall: Callable[[], float] = time.time,
+        enqueue_job: EnqueueJob | None = None,
+    ) -> None:
+        self.broker = broker
+        self.live = live
+        self.is_replay = not live
+        self.wall = wall
+        self.enqueue_job = enqueue_job
+        self.enforcer = Enforcer(self)
+        self.accounts: dict[str, AccountState] = {}
+        self.marks: dict[str, float] = {}
+        self.holders: dict[str, dict[str, Position]] = {}  # symbol -> account -> open position
+        self.history: dict[str, deque[float]] = {}
+        self.recent_violations: deque[dict[str, Any]] = deque(maxlen=200)
+        self.lockouts = LockoutBook()
+        self.clock: float = 0.0
+        self.started = False
+        self.trading_day: str | None = None
+        self._timers: list[tuple[float, int, Callable[[Any], None], Any]] = []
+        self._seq = 0
+        self.fired: set[tuple[str, str, str | None]] = set()
+        self.warned: set[tuple[str, str, str | None]] = set()
+        self._unknown_symbols: set[str] = set()
+        # pending changes for the recorder
+        self._records: list[dict[str, Any]] = []
+        self._dirty_accounts: set[str] = set()
+        self._dirty_positions: set[tuple[str, str]] = set()
+        self._lock_added: list[Lockout] = []
+        self._lock_lifted: list[tuple[int, float, str]] = []
+        self._state_dirty = False
+        # counters for the summary
+        self.n_events = 0
+        self.n_rejected = 0
+        self.n_violations = 0
+        self.n_warnings = 0
+        self.n_enforcements = 0
+        self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "account": self._on_account,
+            "order_placed": self._on_order_placed,
+            "order_updated": self._on_order_updated,
+            "order_cancelled": self._on_order_gone,
+            "order_rejected": self._on_order_gone,
+            "fill": self._on_fill,
+            "position": self._on_position,
+            "quote": self._on_quote,
+            "connection": self._on_connection,
+            "clock": self._on_clock,
+        }
+        self.rules: dict[str, Rule] = {}
+        self.dispatch: dict[str, list[Rule]] = {}
+        self.set_config(config)
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def set_config(self, config: RulesConfig) -> None:
+        """Apply a (re)loaded rules file; rule state that still makes sense is kept."""
+        self.config = config
+        self.calendar = TradingCalendar(config.tz, config.daily_reset, config.session)
+        enabled = config.enabled_rule_ids()
+        classes = rule_classes()
+        self.rules = {
+            rid: self.rules.get(rid) or cls(self) for rid, cls in classes.items() if rid in enabled
+        }
+        dispatch: dict[str, list[Rule]] = {}
+        for rule in self.rules.values():
+            for etype in rule.events:
+                dispatch.setdefault(etype, []).append(rule)
+        self.dispatch = dispatch
+        for acct in self.accounts.values():
+            acct.rules = config.rules_for(acct.name)
+            for pos in acct.positions.values():
+                pos.point_value = self._point_value(acct.name, pos.symbol)
+        if self.started and self._timers:
+            # calendar-derived timers (daily reset) are re-armed from the new calendar
+            self._timers = [t for t in self._timers if t[2] != self._daily_reset]
+            heapq.heapify(self._timers)
+            self.schedule(self.calendar.next_reset(self.clock), self._daily_reset)
+
+    # -- restore -------------------------------------------------------------------------------
+
+    def restore(self, state: RestoredState) -> None:
+        for name, data in state.accounts.items():
+            acct = self._account(name)
+            acct.load_json(data)
+        for account, symbol, qty, avg, opened in state.positions:
+            pos = self._position(self._account(account), symbol)
+            pos.qty, pos.avg_price, pos.opened_ts = qty, avg, opened
+            if qty:
+                self.holders.setdefault(symbol, {})[account] = pos
+        for lk in state.lockouts:
+            self.lockouts.add(lk)
+            if lk.until is not None:
+                self.schedule(lk.until, self._expire_lockout, lk)
+        for name in {lk.account for lk in state.lockouts}:
+            self._account(name).state = self.lockouts.state(name)
+        es = state.engine_state
+        self.lockouts.next_id = max(self.lockouts.next_id, int(es.get("next_lockout_id", 1)))
+        self.fired = {tuple(k) for k in es.get("fired", [])}  # type: ignore[misc]
+        self.warned = {tuple(k) for k in es.get("warned", [])}  # type: ignore[misc]
+        self.trading_day = es.get("trading_day")
+        self._dirty_accounts.clear()
+        self._dirty_positions.clear()
+
+    # -- clock and timers ----------------------------------------------------------------------
+
+    def schedule(self, due: float, fn: Callable[[Any], None], arg: Any = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (due, self._seq, fn, arg))
+
+    def _start(self, now: float) -> None:
+        self.started = True
+        self.clock = now
+        day = self.calendar.trading_day(now).isoformat()
+        if self.trading_day is not None and self.trading_day != day:
+            self.warned.clear()
+            self._state_dirty = True
+        self.trading_day = day
+        for acct in self.accounts.values():
+            if acct.trading_day != day:
+                acct.new_day(day)
+                self._dirty_accounts.add(acct.name)
+        self.schedule(self.calendar.next_reset(now), self._daily_reset)
+        for rule in self.rules.values():
+            start = getattr(rule, "on_start", None)
+            if start is not None:
+                start()
+
+    def advance(self, now: float) -> None:
+        """Move the clock to `now`, firing every timer due on the way at its due time."""
+        if not self.started:
+            self._start(now)
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            due, _, fn, arg = heapq.heappop(timers)
+            later = max(self.clock, due)
+            self.clock = due
+            fn(arg)
+            self.clock = later
+        if now > self.clock:
+            self.clock = now
+
+    def _daily_reset(self, _: Any = None) -> None:
+        day = self.calendar.trading_day(self.clock).isoformat()
+        self.trading_day = day
+        self.warned.clear()
+        self._state_dirty = True
+        for acct in self.accounts.values():
+            acct.new_day(day)
+            self._dirty_accounts.add(acct.name)
+            for rule in self.rules.values():
+                params = acct.rules.get(rule.id)
+                if params is not None:
+                    rule.on_new_day(acct, params)
+        self.schedule(self.calendar.next_reset(self.clock), self._daily_reset)
+
+    # -- ingest --------------------------------------------------------------------------------
+
+    def process(self, ev: dict[str, Any]) -> None:
+        self.advance(self.wall() if self.live else ev["ts"])
+        self.n_events += 1
+        self._handlers[ev["type"]](ev)
+
+    def reject(self, line: int | None, error: str) -> None:
+        self.n_rejected += 1
+        ts = self.clock if self.started else self.wall()
+        self._emit({"kind": "rejected", "ts": iso(ts), "line": line, "error": error})
+
+    def _account(self, name: str) -> AccountState:
+        acct = self.accounts.get(name)
+        if acct is None:
+            acct = AccountState(name, self.config.rules_for(name))
+            acct.trading_day = self.trading_day
+            acct.state = self.lockouts.state(name)
+            self.accounts[name] = acct
+            self._dirty_accounts.add(name)
+        return acct
+
+    def _point_value(self, account: str, symbol: str) -> float:
+        pv = self.config.point_value(symbol)
+        if pv is not None:
+            return pv
+        if symbol not in self._unknown_symbols and self.started:
+            self._unknown_symbols.add(symbol)
+            self.emit_warning(
+                "unknown_instrument", account, symbol,
+                f"{symbol} is not under instruments in the rules file; using point value 1.0",
+                None, None,
+            )
+        return 1.0
+
+    def _position(self, acct: AccountState, symbol: str) -> Position:
+        pos = acct.positions.get(symbol)
+        if pos is None:
+            pos = Position(acct.name, symbol, self._point_value(acct.name, symbol))
+            pos.mark = self.marks.get(symbol)
+            acct.positions[symbol] = pos
+        return pos
+
+    def _run_rules(self, etype: str, ev: dict[str, Any], acct: AccountState) -> None:
+        for rule in self.dispatch.get(etype, ()):
+            params = acct.rules.get(rule.id)
+            if params is not None:
+                rule.check(ev, acct, params)
+
+    def _track(self, pos: Position) -> None:
+        self._dirty_positions.add((pos.account, pos.symbol))
+        holders = self.holders.setdefault(pos.symbol, {})
+        if pos.qty:
+            holders[pos.account] = pos
+        else:
+            holders.pop(pos.account, None)
+
+    def _on_account(self, ev: dict[str, Any]) -> None:
+        acct = self._account(ev["account"])
+        balance = ev.get("balance")
+        if balance is not None:
+            acct.balance = float(balance)
+            if not acct.sod_from_event:
+                acct.sod_balance = acct.balance
+                acct.sod_from_event = True
+        if "equity" in ev:
+            acct.equity = float(ev["equity"])
+        self._dirty_accounts.add(acct.name)
+        self._run_rules("account", ev, acct)
+
+    def _on_order_placed(self, ev: dict[str, Any]) -> None:
+        acct = self._account(ev["account"])
+        acct.orders[ev["order_id"]] = Order(ev)
+        self._dirty_accounts.add(acct.name)
+        if acct.state != "active" and self._locked_order(ev, acct):
+            return
+        self._run_rules("order_placed", ev, acct)
+
+    def _on_order_updated(self, ev: dict[str, Any]) -> None:
+        acct = self._account(ev["account"])
+        order = acct.orders.get(ev["order_id"])
+        if order is not None:
+            if "qty" in ev:
+                order.qty = ev["qty"]
+            if "price" in ev:
+                order.price = ev["price"]
+            if "stop_price" in ev:
+                order.stop_price = ev["stop_price"]
+            self._dirty_accounts.add(acct.name)
+        self._run_rules("order_updated", ev, acct)
+
+    def _on_order_gone(self, ev: dict[str, Any]) -> None:
+        acct = self._account(ev["account"])
+        order = acct.orders.pop(ev["order_id"], None)
+        if order is not None:
+            self._dirty_accounts.add(acct.name)
+        self.enforcer.settle(acct.name, order_id=ev["order_id"])
+        self._run_rules(ev["type"], ev, acct)
+
+    def _on_fill(self, ev: dict[str, Any]) -> None:
+        acct = self._account(ev["account"])
+        symbol = ev["symbol"]
+        pos = self._position(acct, symbol)
+        before = pos.qty
+        computed = pos.apply_fill(ev["side"], ev["qty"], ev["price"], self.clock)
+        if pos.mark is None:
+            pos.mark = float(ev["price"])
+        realized = ev.get("realized_pnl", computed)
+        acct.realized += realized - ev.get("fee", 0.0)
+        order = acct.orders.get(ev["order_id"])
+        if order is not None:
+            order.qty -= ev["qty"]
+            if order.qty <= 0:
+                del acct.orders[ev["order_id"]]
+        self._track(pos)
+        self._dirty_accounts.add(acct.name)
+        ev["_realized"] = realized - ev.get("fee", 0.0)
+        ev["_before"] = before
+        if acct.state != "active" and self._locked_fill(ev, acct, before, pos.qty):
+            return
+        self._run_rules("fill", ev, acct)
+
+    def _on_position(self, ev: dict[str, Any]) -> None:
+        acct = self._account(ev["account"])
+        symbol = ev["symbol"]
+        pos = self._position(acct, symbol)
+        qty = ev["qty"]
+        if qty != pos.qty:
+            self.emit_warning(
+                "position_drift", acct.name, symbol,
+                f"broker reports {acct.name} {symbol} position {qty}, the book had {pos.qty}; "
+                "taking the broker's size",
+                qty, pos.qty,
+            )
+        pos.set_size(qty, ev.get("avg_price"), self.clock)
+        self._track(pos)
+        self.enforcer.settle(acct.name, symbol=symbol)
+        self._run_rules("position", ev, acct)
+
+    def _on_quote(self, ev: dict[str, Any]) -> None:
+        last = ev.get("last")
+        if last is None:
+            bid, ask = ev.get("bid"), ev.get("ask")
+            if bid is None or ask is None:
+                return
+            last = (bid + ask) / 2
+        symbol = ev["symbol"]
+        mark = float(last)
+        self.marks[symbol] = mark
+        hist = self.history.get(symbol)
+        if hist is None:
+            hist = self.history[symbol] = deque(maxlen=PRICE_HISTORY)
+        hist.append(mark)
+        holders = self.holders.get(symbol)
+        if not holders:
+            return
+        rules = self.dispatch.get("quote")
+        for account, pos in list(holders.items()):
+            pos.mark = mark
+            if rules:
+                acct = self.accounts[account]
+                for rule in rules:
+                    params = acct.rules.get(rule.id)
+                    if params is not None:
+                        rule.check(ev, acct, params)
+
+    def _on_connection(self, ev: dict[str, Any]) -> None:
+        if "account" in ev:
+            self._run_rules("connection", ev, self._account(ev["account"]))
+        else:
+            for acct in list(self.accounts.values()):
+                self._run_rules("connection", ev, acct)
+
+    def _on_clock(self, ev: dict[str, Any]) -> None:
+        pass
+
+    # -- locked accounts -----------------------------------------------------------------------
+
+    def _lock_reason(self, acct: AccountState) -> str:
+        rules = sorted({lk.rule for lk in self.lockouts.active(acct.name)})
+        return f"{acct.name} is {acct.state} by {', '.join(rules)}"
+
+    def _locked_order(self, ev: dict[str, Any], acct: AccountState) -> bool:
+        symbol = ev["symbol"]
+        if acct.state == "reducing":
+            pos = acct.positions.get(symbol)
+            qty = pos.qty if pos else 0
+            signed = ev["qty"] if ev["side"] == "buy" else -ev["qty"]
+            if abs(qty + signed) <= abs(qty) and (qty + signed) * qty >= 0:
+                return False
+        message = (f"{self._lock_reason(acct)}: order {ev['order_id']} "
+                   f"({ev['side']} {ev['qty']} {symbol}) is cancelled")
+        self.violate("trading_while_locked", acct, symbol, ev["qty"], None, message,
+                     actions=("cancel_order",), lockout=NO_LOCKOUT, order_id=ev["order_id"])
+        return True
+
+    def _locked_fill(self, ev: dict[str, Any], acct: AccountState, before: int, after: int) -> bool:
+        reversed_ = before != 0 and after != 0 and (before > 0) != (after > 0)
+        if abs(after) <= abs(before) and not reversed_:
+            return False  # a reducing fill is always allowed (our own flatten, for one)
+        target = 0 if reversed_ or before == 0 else abs(before)
+        message = (f"{self._lock_reason(acct)}: the fill of order {ev['order_id']} took "
+                   f"{ev['symbol']} from {before} to {after}; closing the increase")
+        self.violate("trading_while_locked", acct, ev["symbol"], after, target, message,
+                     actions=("reduce_position",), lockout=NO_LOCKOUT, target_qty=target)
+        return True
+
+    # -- violations, warnings, lockouts --------------------------------------------------------
+
+    def evaluate(
+        self,
+        rule_id: str,
+        params: Any,
+        acct: AccountState,
+        symbol: str | None,
+        value: float,
+        limit: float,
+        cmp: str,
+        message: Callable[[float], str],
+        *,
+        target_qty: int | None = None,
+        money: bool = True,
+    ) -> bool:
+        """Edge-triggered check of `value` against `limit`; returns whether it is breached.
+
+        cmp: "le" (a loss limit: breached at value <= limit), "ge" (a target: value >= limit),
+        "gt" (a count or size: value > limit). Money is rounded to cents before comparing.
+        """
+        if money:
+            value = round(value, 2)
+        if cmp == "le":
+            breached = value <= limit
+        elif cmp == "ge":
+            breached = value >= limit
+        else:
+            breached = value > limit
+        key = (rule_id, acct.name, symbol)
+        if breached:
+            if key not in self.fired:
+                self.fired.add(key)
+                self._state_dirty = True
+                self.violate(rule_id, acct, symbol, value, limit, message(value),
+                             actions=params.action, lockout=params.lockout,
+                             lockout_state=params.lockout_state, target_qty=target_qty)
+            return True
+        if key in self.fired:
+            self.fired.discard(key)
+            self._state_dirty = True
+        warn_at = params.warn_at
+        if warn_at is not None and key not in self.warned:
+            threshold = warn_at * limit
+            if (value <= threshold) if cmp == "le" else (value >= threshold):
+                self.warned.add(key)
+                self._state_dirty = True
+                self.emit_warning(rule_id, acct.name, symbol,
+                                  f"{message(value)} (warning at {warn_at:.0%} of the limit)",
+                                  value, limit)
+        return False
+
+    def clear(self, rule_id: str, account: str, symbol: str | None) -> None:
+        """Re-arm an edge-triggered rule whose condition is no longer true."""
+        key = (rule_id, account, symbol)
+        if key in self.fired:
+            self.fired.discard(key)
+            self._state_dirty = True
+
+    def violate(
+        self,
+        rule_id: str,
+        acct: AccountState,
+        symbol: str | None,
+        value: Any,
+        limit: Any,
+        message: str,
+        *,
+        actions: tuple[str, ...],
+        lockout: Any = NO_LOCKOUT,
+        lockout_state: str = "halted",
+        order_id: str | None = None,
+        target_qty: int | None = None,
+    ) -> None:
+        """Write a violation, then its enforcements, then its lockout (in that order)."""
+        self.n_violations += 1
+        rec = {
+            "kind": "violation", "ts": iso(self.clock), "rule": rule_id, "account": acct.name,
+            "symbol": symbol, "action": list(actions), "message": message, "value": value,
+            "limit": limit,
+        }
+        self._emit(rec)
+        self.recent_violations.append(rec)
+        for action in actions:
+            self.enforcer.run(action, rule_id, acct, symbol, order_id, target_qty)
+        if lockout.kind != "none":
+            self.lock(acct, rule_id, lockout_state, lockout)
+
+    def lock(self, acct: AccountState, rule: str, state: str, spec: Any) -> Lockout:
+        now = self.clock
+        if spec.kind == "duration":
+            until: float | None = now + spec.seconds
+        elif spec.kind == "until_reset":
+            until = self.calendar.next_reset(now)
+        elif spec.kind == "until_session_start":
+            until = self.calendar.next_session_start(now)
+        else:
+            until = None
+        for old in self.lockouts.active(acct.name, rule):
+            self.lockouts.remove(old)
+            self._lock_lifted.append((old.id, now, "superseded"))
+        lk = Lockout(self.lockouts.next_id, acct.name, rule, state, spec.kind, until, now)
+        self.lockouts.add(lk)
+        self._lock_added.append(lk)
+        if until is not None:
+            self.schedule(until, self._expire_lockout, lk)
+        acct.state = self.lockouts.state(acct.name)
+        self._emit({
+            "kind": "lockout", "ts": iso(now), "account": acct.name, "rule": rule,
+            "state": state, "until": iso(until) if until is not None else None,
+        })
+        return lk
+
+    def _expire_lockout(self, lk: Lockout) -> None:
+        if lk.active:
+            self._lift(lk, lk.unlock_reason)
+
+    def _lift(self, lk: Lockout, reason: str, *, record: bool = True) -> None:
+        self.lockouts.remove(lk)
+        self._lock_lifted.append((lk.id, self.clock, reason))
+        acct = self.accounts.get(lk.account)
+        if acct is not None:
+            acct.state = self.lockouts.state(lk.account)
+        if record:
+            self._emit({"kind": "unlock", "ts": iso(self.clock), "account": lk.account,
+                        "rule": lk.rule, "reason": reason})
+
+    def unlock(self, account: str, rule: str | None = None) -> int:
+        """Lift lockouts by hand (dashboard `u`); returns how many were lifted."""
+        items = self.lockouts.active(account, rule)
+        for lk in items:
+            self._lift(lk, "manual")
+        return len(items)
+
+    def lifted_elsewhere(self, ids: set[int]) -> None:
+        """Another process (riskterm unlock) lifted these lockouts and wrote the records."""
+        for lk in self.lockouts.all():
+            if lk.id in ids:
+                self.lockouts.remove(lk)
+                acct = self.accounts.get(lk.account)
+                if acct is not None:
+                    acct.state = self.lockouts.state(lk.account)
+
+    # -- records -------------------------------------------------------------------------------
+
+    def _emit(self, rec: dict[str, Any]) -> None:
+        self._records.append(rec)
+
+    def emit_warning(self, rule: str, account: str, symbol: str | None, message: str,
+                     value: Any, limit: Any) -> None:
+        self.n_warnings += 1
+        self._emit({"kind": "warning", "ts": iso(self.clock), "rule": rule, "account": account,
+                    "symbol": symbol, "message": message, "value": value, "limit": limit})
+
+    def emit_enforcement(self, action: str, rule: str, account: str, symbol: str | None,
+                         order_id: str | None, status: str, detail: str) -> dict[str, Any]:
+        self.n_enforcements += 1
+        rec = {"kind": "enforcement", "ts": iso(self.clock), "action": action, "account": account,
+               "symbol": symbol, "rule": rule, "order_id": order_id, "status": status,
+               "detail": detail}
+        self._emit(rec)
+        return rec
+
+    def take_changes(self) -> Changes:
+        """Hand everything changed since the last call to the recorder."""
+        changes = Changes(records=self._records, lockouts_added=self._lock_added,
+                          lockouts_lifted=self._lock_lifted)
+        self._records, self._lock_added, self._lock_lifted = [], [], []
+        if self._dirty_accounts:
+            changes.accounts = [
+                (name, json.dumps(self.accounts[name].to_json())) for name in self._dirty_accounts
+            ]
+            self._dirty_accounts = set()
+        if self._dirty_positions:
+            changes.positions = [
+                self.accounts[a].positions[s].to_row() for a, s in self._dirty_positions
+            ]
+            self._dirty_positions = set()
+        if self._state_dirty:
+            changes.engine_state = json.dumps({
+                "fired": sorted(self.fired, key=str), "warned": sorted(self.warned, key=str),
+                "trading_day": self.trading_day,
+            })
+            self._state_dirty = False
+        return changes
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self._records or self._dirty_accounts or self._dirty_positions
+                    or self._lock_added or self._lock_lifted or self._state_dirty)
+
+    # -- views for the job pool and the dashboard ----------------------------------------------
+
+    def now(self) -> float:
+        return self.clock if self.started else self.wall()
+
+    def known_accounts(self) -> list[str]:
+        return sorted(self.accounts)
+
+    def account_snapshot(self, account: str) -> dict[str, Any] | None:
+        acct = self.accounts.get(account)
+        if acct is None:
+            return None
+        positions = []
+        for pos in acct.positions.values():
+            if not pos.qty:
+                continue
+            closing = "sell" if pos.qty > 0 else "buy"
+            stops = [
+                {"order_id": o.order_id, "stop_price": o.stop_price, "qty": o.qty}
+                for o in acct.orders.values()
+                if o.symbol == pos.symbol and o.is_stop and o.side == closing
+            ]
+            positions.append({
+                "symbol": pos.symbol, "qty": pos.qty, "avg_price": pos.avg_price,
+                "mark": pos.mark, "unrealized_pnl": round(pos.unrealized, 2),
+                "point_value": pos.point_value, "stops": stops, "opened_ts": pos.opened_ts,
+            })
+        return {
+            "account": account,
+            "ts": self.now(),
+            "state": acct.state,
+            "balance": acct.balance,
+            "equity": acct.live_equity,
+            "start_balance": acct.sod_balance,
+            "realized_pnl": round(acct.realized, 2),
+            "unrealized_pnl": round(acct.unrealized, 2),
+            "positions": positions,
+            "working_orders": [o.to_dict() for o in acct.orders.values()],
+            "limits": {rid: p.model_dump(mode="json") for rid, p in acct.rules.items()},
+            "lockouts": [
+                {"rule": lk.rule, "state": lk.state,
+                 "until": iso(lk.until) if lk.until is not None else None}
+                for lk in self.lockouts.active(account)
+            ],
+            "recent_violations": [v for v in self.recent_violations
+                                  if v["account"] == account][-20:],
+            "price_history": {p["symbol"]: list(self.history.get(p["symbol"], ()))
+                              for p in positions},
+        }
+
+    def execute_action(
+        self,
+        account: str,
+        action: str,
+        *,
+        symbol: str | None = None,
+        qty: int | None = None,
+        price: float | None = None,
+        job_id: str | None = None,
+        reason: str = "",
+        rule: str = "smart_risk",
+    ) -> list[dict[str, Any]]:
+        """Run an action through the enforcement path (Smart Risk Manager jobs, the dashboard)."""
+        acct = self.accounts.get(account)
+        if acct is None:
+            return [self.emit_enforcement(action, rule, account, symbol, None, "skipped",
+                                          f"unknown account {account}")]
+        target = None
+        if action == "reduce_position" and symbol:
+            pos = acct.positions.get(symbol)
+            held = abs(pos.qty) if pos else 0
+            target = max(0, held - (qty or 0))
+        rec = self.enforcer.run(action, rule, acct, symbol, None, target, price=price)
+        return [rec] if rec else []

@@ -1,0 +1,402 @@
+"""Broker events in: parse one JSON Lines line into an event dict or a rejection sentence.
+
+The contract (CONTRACT.md section 1) is enforced by one strict pydantic ``TypeAdapter``: a union of
+TypedDicts discriminated on ``type``. The happy path is a single ``validate_json`` call (``ts`` is
+turned into float epoch seconds by a validator inside it); error sentences are only built when
+validation fails.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal, NotRequired, Required
+
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
+from typing_extensions import TypedDict
+
+__all__ = ["EVENT_TYPES", "MAX_LINE_BYTES", "MAX_QTY", "describe_type", "parse_line"]
+
+MAX_LINE_BYTES = 65536
+MAX_QTY = 1_000_000
+MAX_ID_CHARS = 64
+EVENT_TYPES: tuple[str, ...] = (
+    "account",
+    "order_placed",
+    "order_updated",
+    "order_cancelled",
+    "order_rejected",
+    "fill",
+    "position",
+    "quote",
+    "connection",
+    "clock",
+)
+
+# Epoch seconds that datetime can represent (0001-01-01 .. 9999-12-31 UTC).
+_MIN_TS = -62135596800.0
+_MAX_TS = 253402300800.0
+
+
+def _iso_to_epoch(text: str) -> float:
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("not_instant") from None
+    if dt.tzinfo is None:
+        raise ValueError("no_offset")
+    try:
+        ts = dt.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise ValueError("not_instant") from None
+    if not _MIN_TS <= ts < _MAX_TS:
+        raise ValueError("not_instant")
+    return ts
+
+
+def _epoch(value: float) -> float:
+    if not _MIN_TS <= value < _MAX_TS:
+        raise ValueError("not_instant")
+    return float(value)
+
+
+Ts = (
+    Annotated[str, AfterValidator(_iso_to_epoch)]
+    | Annotated[float, Field(allow_inf_nan=False), AfterValidator(_epoch)]
+)
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+Money = Annotated[float, Field(allow_inf_nan=False)]
+Qty = Annotated[int, Field(gt=0, le=MAX_QTY)]
+SignedQty = Annotated[int, Field(ge=-MAX_QTY, le=MAX_QTY)]
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit", "stop", "stop_limit"]
+
+_CONFIG = ConfigDict(strict=True, extra="ignore")
+
+
+@with_config(_CONFIG)
+class AccountEvent(TypedDict, total=False):
+    type: Required[Literal["account"]]
+    ts: Required[Ts]
+    account: Required[Id]
+    balance: Money
+    equity: Money
+
+
+@with_config(_CONFIG)
+class OrderPlaced(TypedDict, total=False):
+    type: Required[Literal["order_placed"]]
+    ts: Required[Ts]
+    account: Required[Id]
+    symbol: Required[Id]
+    order_id: Required[Id]
+    side: Required[Side]
+    qty: Required[Qty]
+    order_type: Required[OrderType]
+    price: Money
+    stop_price: Money
+
+
+@with_config(_CONFIG)
+class OrderUpdated(TypedDict, total=False):
+    type: Required[Literal["order_updated"]]
+    ts: Required[Ts]
+    account: Required[Id]
+    order_id: Required[Id]
+    qty: Qty
+    price: Money
+    stop_price: Money
+
+
+@with_config(_CONFIG)
+class OrderCancelled(TypedDict, total=False):
+    type: Required[Literal["order_cancelled"]]
+    ts: Required[Ts]
+    account: Required[Id]
+    order_id: Required[Id]
+
+
+@with_config(_CONFIG)
+class OrderRejected(TypedDict, total=False):
+    type: Required[Literal["order_rejected"]]
+    ts: Required[Ts]
+    account: Required[Id]
+    order_id: Required[Id]
+    reason: str
+
+
+@with_config(_CONFIG)
+class Fill(TypedDict, total=False):
+    type: Required[Literal["fill"]]
+    ts: Required[Ts]
+    account: Required[Id]
+    symbol: Required[Id]
+    order_id: Required[Id]
+    side: Required[Side]
+    qty: Required[Qty]
+    price: Required[Money]
+    fee: Money
+    realized_pnl: Money
+
+
+@with_config(_CONFIG)
+class Position(TypedDict, total=False):
+    type: Required[Literal["position"]]
+    ts: Required[Ts]
+    account: Required[Id]
+    symbol: Required[Id]
+    qty: Required[SignedQty]
+    avg_price: Money
+
+
+@with_config(_CONFIG)
+class Quote(TypedDict, total=False):
+    type: Required[Literal["quote"]]
+    ts: Required[Ts]
+    symbol: Required[Id]
+    bid: Money
+    ask: Money
+    last: Money
+
+
+@with_config(_CONFIG)
+class Connection(TypedDict, total=False):
+    type: Required[Literal["connection"]]
+    ts: Required[Ts]
+    status: Required[Literal["connected", "disconnected"]]
+    account: NotRequired[Id]
+    reason: str
+
+
+@with_config(_CONFIG)
+class Clock(TypedDict, total=False):
+    type: Required[Literal["clock"]]
+    ts: Required[Ts]
+
+
+Event = Annotated[
+    AccountEvent
+    | OrderPlaced
+    | OrderUpdated
+    | OrderCancelled
+    | OrderRejected
+    | Fill
+    | Position
+    | Quote
+    | Connection
+    | Clock,
+    Field(discriminator="type"),
+]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
+_validate_json = _ADAPTER.validate_json
+
+_ALLOWED = {
+    "side": ("buy", "sell"),
+    "order_type": ("market", "limit", "stop", "stop_limit"),
+    "status": ("connected", "disconnected"),
+}
+_IDS = frozenset({"account", "symbol", "order_id"})
+
+
+def parse_line(raw: bytes, line_no: int) -> dict[str, Any] | str | None:
+    """Parse one physical line (trailing newline allowed).
+
+    Returns the event as a plain dict (``ts`` as float epoch seconds, absent optional fields
+    absent), a sentence explaining why the line is rejected, or None for a blank line.
+    """
+    if len(raw) > MAX_LINE_BYTES:
+        size = len(raw.rstrip(b"\r\n"))
+        if size > MAX_LINE_BYTES:
+            return f"line {line_no} is longer than 64 KiB ({size} bytes)"
+    try:
+        return _validate_json(raw)
+    except ValidationError as exc:
+        return _explain(raw, line_no, exc)
+
+
+def describe_type(value: object) -> str:
+    """Name the JSON kind of a decoded value for a person: 'a string', 'a list', 'true', ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _show(value: object) -> str:
+    """Render a decoded JSON value briefly, JSON-style (true, null, 3.0, 'text')."""
+    if value is None or isinstance(value, bool):
+        return describe_type(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:40] + "…")
+    return describe_type(value)
+
+
+def _kind(event_type: str) -> str:
+    if event_type in ("fill", "quote"):
+        return f"a {event_type}"
+    article = "an" if event_type[0] in "aeiou" else "a"
+    return f"{article} {event_type} event"
+
+
+# --- error sentences (slow path only) ---------------------------------------------------------
+
+_POSITION = re.compile(r" at line \d+ column (\d+)$")
+_LAST_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"\s*$')
+_JSON_TEXT = {
+    "expected value": "expected a value",
+    "expected ident": "expected true, false or null",
+    "key must be a string": "expected a field name in double quotes",
+    "trailing characters": "unexpected text after the end of the object",
+    "trailing comma": "a trailing comma is not allowed",
+    "unexpected end of hex escape": "invalid \\u escape in a string",
+    "lone leading surrogate in hex escape": "invalid \\u escape in a string",
+    "control character (\\u0000-\\u001F) found while parsing a string": (
+        "control character inside a string"
+    ),
+}
+
+
+def _explain(raw: bytes, line_no: int, exc: ValidationError) -> str | None:
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else str(raw)
+    except UnicodeDecodeError:
+        return f"line {line_no} is not valid UTF-8"
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return f"line {line_no} is not valid JSON: {_json_problem(raw, first)}"
+    if not first["loc"] and first["type"] in ("model_attributes_type", "dict_type", "model_type"):
+        return f"line {line_no} is not a JSON object (got {describe_type(_decode(text))})"
+    problems: list[str] = []
+    seen: set[str] = set()
+    for err in errors:
+        message = _field_problem(err)
+        if message not in seen:
+            seen.add(message)
+            problems.append(message)
+        if len(problems) == 3:
+            break
+    return f"line {line_no}: " + "; ".join(problems)
+
+
+def _decode(text: str) -> object:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _json_problem(raw: bytes, err: Any) -> str:
+    detail = str(err.get("ctx", {}).get("error", "")) or "malformed"
+    match = _POSITION.search(detail)
+    if match is None:
+        return detail.replace("`", "'")
+    what = detail[: match.start()]
+    byte_col = int(match.group(1))
+    before = raw[: max(byte_col - 1, 0)].decode("utf-8", errors="replace")
+    column = len(before) + 1
+    if what == "expected `:`":
+        key = _LAST_STRING.search(before)
+        what = f'expected \':\' after "{key.group(1)}"' if key else "expected ':'"
+    elif what.startswith("EOF while parsing "):
+        inside = what[len("EOF while parsing ") :]
+        what = "the line ends before a value" if inside == "a value" else f"the line ends inside {inside}"
+    else:
+        what = _JSON_TEXT.get(what, what.replace("`", "'"))
+    return f"{what} at column {column}"
+
+
+def _field_problem(err: Any) -> str:
+    loc = err["loc"]
+    kind_tag = str(loc[0]) if loc else ""
+    kind = _kind(kind_tag) if kind_tag in EVENT_TYPES else "the event"
+    field = str(loc[1]) if len(loc) > 1 else ""
+    etype = err["type"]
+    value = err.get("input")
+
+    if etype == "union_tag_not_found":
+        return "the event has no 'type' field"
+    if etype == "union_tag_invalid":
+        tag = value.get("type") if isinstance(value, dict) else None
+        return f"unknown event type {_show(tag)} (expected one of {', '.join(EVENT_TYPES)})"
+    if etype == "missing":
+        return f"{kind} is missing the required field '{field}'"
+    if field == "ts":
+        return _ts_problem(value)
+    if field == "qty":
+        return _qty_problem(kind_tag, kind, etype, value)
+    if field in _ALLOWED and etype in ("literal_error", "string_type"):
+        allowed = _ALLOWED[field]
+        options = ", ".join(f"'{a}'" for a in allowed[:-1]) + f" or '{allowed[-1]}'"
+        return f"field '{field}' must be {options}, got {_show(value)}"
+    if etype == "string_too_short":
+        return f"field '{field}' of {kind} must not be empty"
+    if etype == "string_too_long":
+        n = len(value) if isinstance(value, str) else 0
+        return f"field '{field}' of {kind} is longer than {MAX_ID_CHARS} characters ({n})"
+    if etype == "string_type":
+        return f"field '{field}' of {kind} must be a string, got {_show(value)}"
+    if etype == "finite_number":
+        return f"field '{field}' of {kind} must be a finite number, got {_show(value)}"
+    if etype in ("float_type", "float_parsing", "bool_type"):
+        return f"field '{field}' of {kind} must be a number, got {_show(value)}"
+    return f"field '{field}' of {kind} has an invalid value {_show(value)}"
+
+
+def _ts_problem(value: object) -> str:
+    if isinstance(value, str):
+        try:
+            _iso_to_epoch(value)
+        except ValueError as exc:
+            if str(exc) == "no_offset":
+                return f"field 'ts' has no UTC offset: {_show(value)}"
+        return f"field 'ts' is not a real instant: {_show(value)}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"field 'ts' is not a real instant: {_show(value)}"
+    return (
+        "field 'ts' must be an ISO-8601 string with a UTC offset or epoch seconds, "
+        f"got {_show(value)}"
+    )
+
+
+def _qty_problem(kind_tag: str, kind: str, etype: str, value: object) -> str:
+    prefix = f"field 'qty' of {kind}"
+    if etype in ("int_type", "int_from_float", "int_parsing", "bool_type"):
+        return f"{prefix} must be a whole number of contracts, got {_show(value)}"
+    if kind_tag == "position":
+        return f"{prefix} must be within ±{MAX_QTY:,} contracts, got {_show(value)}"
+    if isinstance(value, int) and value > MAX_QTY:
+        return f"{prefix} must be at most {MAX_QTY:,} contracts, got {_show(value)}"
+    return f"{prefix} must be at least 1 contract, got {_show(value)}"

@@ -1,0 +1,271 @@
+"""The engine host: wires a source, the engine, the recorder and the job pool on one event loop.
+
+Both the headless mode and the dashboard run the engine through this class, so they behave the
+same. Nothing here imports Textual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from riskterm.broker import Broker, DryRunBroker
+from riskterm.config import RulesConfig, RulesError, load_rules
+from riskterm.db import open_db
+from riskterm.engine import Engine
+from riskterm.events import parse_line
+from riskterm.recorder import Recorder, Sink, load_state
+from riskterm.sources.replay import read_lines
+from riskterm.timefmt import iso
+
+FLUSH_INTERVAL = 0.02  # seconds between group commits while events flow
+MAX_PENDING = 5000  # records waiting for a commit before ingest waits (backpressure)
+
+
+@dataclass
+class RunOptions:
+    source: str = "sim"  # "sim", "replay:PATH" or "-" (stdin)
+    rules_path: Path | None = None
+    db_path: Path | None = None
+    seed: int = 0
+    speed: float | None = None
+    max_events: int | None = None
+
+    @property
+    def is_live(self) -> bool:
+        return self.source == "sim"
+
+    @property
+    def replay_path(self) -> str | None:
+        return self.source.split(":", 1)[1] if self.source.startswith("replay:") else None
+
+
+class EngineHost:
+    def __init__(self, opts: RunOptions, config: RulesConfig, *, sinks: list[Sink] | None = None,
+                 diagnostics: Callable[[str], None] | None = None, default_speed: float = 0.0,
+                 with_jobs: bool = True) -> None:
+        self.opts = opts
+        self.config = config
+        self.sinks = sinks or []
+        self.say = diagnostics or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.speed = opts.speed if opts.speed is not None else default_speed
+        self.with_jobs = with_jobs
+        self.stop_code: int | None = None
+        self._stop = asyncio.Event()
+        self.started_wall = time.monotonic()
+        self.sim: Any = None
+        self.pool: Any = None
+        self.paused = False
+        self.events_in = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.failure: BaseException | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        assert self.opts.db_path is not None
+        self.conn = await open_db(self.opts.db_path)
+        state = await load_state(self.conn)
+        broker: Broker
+        if self.opts.is_live:
+            from riskterm.sources.sim import Simulator
+
+            instruments = {s: (i.tick_size, i.tick_value)
+                           for s, i in self.config.instruments.items()} or None
+            self.sim = Simulator(seed=self.opts.seed, speed=self.speed, instruments=instruments)
+            broker = self.sim
+        else:
+            broker = DryRunBroker()
+        self.engine = Engine(self.config, broker, live=self.opts.is_live)
+        self.engine.restore(state)
+        self.recorder = Recorder(self.conn, self.engine, self.sinks)
+        if self.with_jobs:
+            await self._start_pool()
+        self._tasks.append(asyncio.create_task(self._flusher()))
+        self._tasks.append(asyncio.create_task(self._watch_unlocks()))
+        if self.opts.is_live:
+            self._tasks.append(asyncio.create_task(self._ticker()))
+
+    async def _start_pool(self) -> None:
+        try:
+            from riskterm.jobs.pool import JobPool
+        except ImportError:  # the job pool is optional while it is being built
+            return
+
+        def on_record(rec: dict[str, Any]) -> None:
+            import json
+
+            body = json.dumps(rec)
+            for sink in self.sinks:
+                sink([(rec, body)])
+
+        assert self.opts.db_path is not None
+        self.pool = JobPool(self.opts.db_path, self.config.smart_risk, self.engine,
+                            on_record=on_record, clock=self.engine.now)
+        await self.pool.start()
+        self.engine.enqueue_job = self.pool.enqueue_nowait
+
+    def request_stop(self, code: int | None = None) -> None:
+        if self.stop_code is None:
+            self.stop_code = code
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run_source(self) -> None:
+        """Feed events until the source ends, --max-events is reached or a stop is requested."""
+        if self.opts.is_live:
+            await self._run_sim()
+        else:
+            await self._run_replay(self.opts.replay_path)
+        await self.recorder.flush()
+
+    async def finish(self, *, wait_for_jobs: bool) -> dict[str, Any]:
+        """Drain jobs (after a replay), commit everything and write the summary."""
+        if self.pool is not None and wait_for_jobs:
+            await self.pool.drain()
+        await self.recorder.flush()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.pool is not None:
+            await self.pool.stop()
+        await self.recorder.flush()
+        summary = self.summary()
+        await self.recorder.write_record(summary)
+        return summary
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.conn.close()
+
+    def summary(self) -> dict[str, Any]:
+        e = self.engine
+        return {
+            "kind": "summary", "ts": iso(e.now()), "events": e.n_events,
+            "rejected": e.n_rejected, "violations": e.n_violations, "warnings": e.n_warnings,
+            "enforcements": e.n_enforcements,
+            "jobs": self.pool.jobs_this_run() if self.pool is not None else 0,
+            "elapsed_s": round(time.monotonic() - self.started_wall, 3),
+        }
+
+    # -- sources -------------------------------------------------------------------------------
+
+    def _limit_reached(self) -> bool:
+        return self.opts.max_events is not None and self.events_in >= self.opts.max_events
+
+    async def _backpressure(self) -> None:
+        if len(self.engine._records) >= MAX_PENDING:
+            await self.recorder.flush()
+        else:
+            await asyncio.sleep(0)
+
+    async def _run_replay(self, path: str | None) -> None:
+        engine = self.engine
+        loop = asyncio.get_running_loop()
+        first_ts: float | None = None
+        t0 = loop.time()
+        async for chunk in read_lines(path):
+            for line_no, raw in chunk:
+                if self._stop.is_set() or self._limit_reached():
+                    return
+                event = parse_line(raw, line_no)
+                if event is None:
+                    continue
+                if isinstance(event, str):
+                    engine.reject(line_no, event)
+                    continue
+                if self.speed > 0:
+                    if first_ts is None:
+                        first_ts = event["ts"]
+                    delay = (event["ts"] - first_ts) / self.speed - (loop.time() - t0)
+                    if delay > 0:
+                        await self._sleep(delay)
+                        if self._stop.is_set():
+                            return
+                while self.paused and not self._stop.is_set():
+                    await self._sleep(0.1)
+                engine.process(event)
+                self.events_in += 1
+            await self._backpressure()
+
+    async def _run_sim(self) -> None:
+        engine = self.engine
+        n = 0
+        async for event in self.sim.events():
+            if self._stop.is_set() or self._limit_reached():
+                return
+            while self.paused and not self._stop.is_set():
+                await self._sleep(0.1)
+            engine.process(event)
+            self.events_in += 1
+            n += 1
+            if n % 500 == 0:
+                await self._backpressure()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    # -- background tasks ----------------------------------------------------------------------
+
+    async def _flusher(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_INTERVAL)
+                await self.recorder.flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # storage failure: stop the engine and say why
+            self.failure = exc
+            self.request_stop(1)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            self.engine.advance(self.engine.wall())
+
+    async def _watch_unlocks(self) -> None:
+        """Pick up lockouts lifted by `riskterm unlock` in another process."""
+        while True:
+            await asyncio.sleep(1.0)
+            active = {lk.id for lk in self.engine.lockouts.all()}
+            if not active:
+                continue
+            marks = ",".join("?" * len(active))
+            async with self.conn.execute(
+                f"SELECT id FROM lockouts WHERE active = 0 AND id IN ({marks})", tuple(active)
+            ) as cur:
+                lifted = {row[0] async for row in cur}
+            if lifted:
+                self.engine.lifted_elsewhere(lifted)
+
+    # -- commands from the dashboard or a signal ----------------------------------------------
+
+    def reload_rules(self) -> str | None:
+        """Reload the rules file; returns None on success or the error text (old rules kept)."""
+        path = self.opts.rules_path or Path(self.config.path)
+        try:
+            config = load_rules(path)
+        except RulesError as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"{path}: cannot read the rules file: {exc}"
+        self.config = config
+        self.engine.set_config(config)
+        if self.pool is not None and hasattr(self.pool, "set_config"):
+            self.pool.set_config(config.smart_risk)
+        return None

@@ -1,0 +1,3 @@
+"""Tables of the job pool (schema version 2 of the database)."""
+
+JOBS_MIGRATION: list[str] = []

@@ -1,0 +1,137 @@
+"""Group commit: the engine's changes are written to SQLite in one transaction per batch, and
+records are handed to the sinks (stdout, the dashboard) only after their commit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import aiosqlite
+
+from riskterm.engine import Engine, RestoredState
+from riskterm.lockouts import Lockout
+
+Sink = Callable[[list[tuple[dict[str, Any], str]]], None]
+
+
+class StorageError(Exception):
+    """The database could not be written (disk full, read-only, locked for too long)."""
+
+
+def _record_row(rec: dict[str, Any], body: str) -> tuple[Any, ...]:
+    return (rec["kind"], rec["ts"], rec.get("account"), rec.get("rule"), body)
+
+
+INSERT_RECORD = "INSERT INTO records (kind, ts, account, rule, body) VALUES (?, ?, ?, ?, ?)"
+
+
+class Recorder:
+    def __init__(self, conn: aiosqlite.Connection, engine: Engine,
+                 sinks: list[Sink] | None = None) -> None:
+        self.conn = conn
+        self.engine = engine
+        self.sinks: list[Sink] = sinks or []
+        self._lock = asyncio.Lock()
+        self.commits = 0
+
+    async def flush(self) -> int:
+        """Commit what the engine changed; returns the number of records committed."""
+        async with self._lock:
+            changes = self.engine.take_changes()
+            if not changes:
+                return 0
+            bodies = [json.dumps(rec) for rec in changes.records]
+            try:
+                await self._write(changes, bodies)
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot write to the database: {exc}") from exc
+            self.commits += 1
+        if changes.records:
+            batch = list(zip(changes.records, bodies, strict=True))
+            for sink in self.sinks:
+                sink(batch)
+        return len(bodies)
+
+    async def _write(self, changes: Any, bodies: list[str]) -> None:
+        conn = self.conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            if changes.records:
+                await conn.executemany(
+                    INSERT_RECORD,
+                    [_record_row(r, b) for r, b in zip(changes.records, bodies, strict=True)],
+                )
+            if changes.lockouts_added:
+                await conn.executemany(
+                    "INSERT OR REPLACE INTO lockouts (id, account, rule, state, until_kind, "
+                    "until_ts, created_ts, active) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+                    [(lk.id, lk.account, lk.rule, lk.state, lk.kind, lk.until, lk.created)
+                     for lk in changes.lockouts_added],
+                )
+            if changes.lockouts_lifted:
+                await conn.executemany(
+                    "UPDATE lockouts SET active = 0, lifted_ts = ?, lift_reason = ? WHERE id = ?",
+                    [(ts, reason, lid) for lid, ts, reason in changes.lockouts_lifted],
+                )
+            if changes.accounts:
+                await conn.executemany(
+                    "INSERT OR REPLACE INTO accounts (account, data) VALUES (?, ?)",
+                    changes.accounts,
+                )
+            if changes.positions:
+                await conn.executemany(
+                    "INSERT OR REPLACE INTO positions (account, symbol, qty, avg_price, opened_ts)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    changes.positions,
+                )
+            if changes.engine_state is not None:
+                await conn.execute(
+                    "INSERT OR REPLACE INTO engine_state (key, value) VALUES ('engine', ?)",
+                    (changes.engine_state,),
+                )
+            await conn.execute("COMMIT")
+        except BaseException:
+            try:
+                await conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+
+    async def write_record(self, rec: dict[str, Any]) -> None:
+        """Commit one record that is not the engine's (the summary), then report it."""
+        body = json.dumps(rec)
+        async with self._lock:
+            try:
+                await self.conn.execute(INSERT_RECORD, _record_row(rec, body))
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot write to the database: {exc}") from exc
+        for sink in self.sinks:
+            sink([(rec, body)])
+
+
+async def load_state(conn: aiosqlite.Connection) -> RestoredState:
+    """Read back what a previous run committed: accounts, positions, active lockouts."""
+    state = RestoredState()
+    async with conn.execute("SELECT account, data FROM accounts") as cur:
+        async for account, data in cur:
+            state.accounts[account] = json.loads(data)
+    async with conn.execute(
+        "SELECT account, symbol, qty, avg_price, opened_ts FROM positions"
+    ) as cur:
+        state.positions = [tuple(row) async for row in cur]  # type: ignore[misc]
+    async with conn.execute(
+        "SELECT id, account, rule, state, until_kind, until_ts, created_ts FROM lockouts "
+        "WHERE active = 1 ORDER BY id"
+    ) as cur:
+        state.lockouts = [Lockout(*row) async for row in cur]
+    async with conn.execute("SELECT value FROM engine_state WHERE key = 'engine'") as cur:
+        row = await cur.fetchone()
+    if row:
+        state.engine_state = json.loads(row[0])
+    async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM lockouts") as cur:
+        row = await cur.fetchone()
+    state.engine_state["next_lockout_id"] = (row[0] if row else 0) + 1
+    return state

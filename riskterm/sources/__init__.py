@@ -1,0 +1,1 @@
+"""Where broker events come from: the simulator, a file, stdin."""
