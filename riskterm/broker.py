@@ -1,9 +1,9 @@
 """The broker interface the engine enforces through.
 
-The engine sends a few kinds of commands: cancel one working order, send a market order (used
-to close, reduce or flatten positions), and place a protective stop or a take-profit limit. A broker that can execute
-returns normally ("ok") or raises BrokerError, which the engine records as "failed"; a source
-that cannot execute (a file, stdin) is paired with DryRunBroker and every enforcement is recorded as "dry_run".
+The engine sends a few kinds of commands: cancel one working order, send a market order (to
+close, reduce or flatten positions), and place a protective stop or a take-profit limit. A broker
+that executes returns normally ("ok") or raises BrokerError, recorded as "failed"; a source that
+cannot execute (a file, stdin) is paired with DryRunBroker and every enforcement is "dry_run".
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ Command = CancelOrder | MarketOrder | StopOrder | LimitOrder
 
 class BrokerError(Exception):
     """A command the broker refused or could not carry out; the message says why."""
+
+
+class OrderNotWorking(BrokerError):
+    """A cancel found the order already gone (filled or cancelled on the way): nothing to do."""
 
 
 class Broker(Protocol):

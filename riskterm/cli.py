@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -252,8 +253,15 @@ async def run_headless(opts: Any, config: Any, *, announce_db: bool = False) -> 
         await asyncio.wait({feeder, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if not feeder.done():
-            await feeder  # the source loop notices the stop at its next event
-        feeder.result()
+            # the source loop notices the stop at its next event; a source blocked waiting
+            # for input (stdin) is cancelled instead
+            done, _ = await asyncio.wait({feeder}, timeout=0.5)
+            if not done:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feeder
+        if not feeder.cancelled():
+            feeder.result()
         if host.failure is not None:
             raise host.failure
         await host.finish(wait_for_jobs=host.stop_code is None and not opts.is_live)

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from riskterm.broker import BrokerError, CancelOrder, Command, LimitOrder, MarketOrder, StopOrder
+from riskterm.broker import (
+    BrokerError,
+    CancelOrder,
+    Command,
+    LimitOrder,
+    MarketOrder,
+    OrderNotWorking,
+    StopOrder,
+)
 
 if TYPE_CHECKING:
     from riskterm.account import AccountState
@@ -65,6 +73,8 @@ class Enforcer:
         for command in commands:
             try:
                 broker.submit(command)
+            except OrderNotWorking:
+                continue  # it went away on its own: the goal is reached
             except BrokerError as exc:
                 errors.append(str(exc))
             except Exception as exc:  # a broker bug must not stop the engine

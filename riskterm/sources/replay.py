@@ -7,8 +7,10 @@ to be rejected there). stdin is read on a thread so the event loop never blocks 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,23 +50,60 @@ class _Oversized(bytes):
         return obj
 
 
+def _split_fd(fd: int) -> Iterator[bytes]:
+    """Lines from a raw file descriptor. os.read holds no Python buffer lock, so a thread
+    blocked here cannot stall interpreter shutdown the way sys.stdin.buffer would."""
+    pending = b""
+    dropped = 0  # bytes of an oversized line beyond what we keep
+    while True:
+        data = os.read(fd, 1 << 16)
+        if not data:
+            if pending or dropped:
+                yield _Oversized(pending, len(pending) + dropped) if dropped else pending
+            return
+        pending += data
+        while True:
+            cut = pending.find(b"\n")
+            if cut < 0:
+                if len(pending) > MAX_LINE_BYTES + 1:
+                    dropped += len(pending) - (MAX_LINE_BYTES + 1)
+                    pending = pending[: MAX_LINE_BYTES + 1]
+                break
+            line, pending = pending[: cut + 1], pending[cut + 1 :]
+            if dropped:
+                yield _Oversized(line, len(line) - 1 + dropped)
+                dropped = 0
+            else:
+                yield line
+
+
+def _stdin_reader(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[list[bytes]]) -> None:
+    """Runs on a daemon thread, feeding the event loop."""
+    try:
+        for line in _split_fd(sys.stdin.fileno()):
+            asyncio.run_coroutine_threadsafe(queue.put([line]), loop).result()
+        asyncio.run_coroutine_threadsafe(queue.put([]), loop).result()
+    except (RuntimeError, OSError, ValueError):  # loop closed, or stdin closed under us
+        return
+
+
 async def read_lines(path: str | None) -> AsyncIterator[list[tuple[int, bytes]]]:
     """Yield chunks of (line number, raw line) from a file, or stdin when path is None."""
-    loop = asyncio.get_running_loop()
-    stream: BinaryIO
-    if path is None:
-        stream = sys.stdin.buffer
-        threaded = True
-    else:
-        stream = Path(path).open("rb")  # noqa: SIM115 - closed below
-        threaded = False
     line_no = 0
-    try:
+    if path is None:
+        queue: asyncio.Queue[list[bytes]] = asyncio.Queue(maxsize=1000)
+        threading.Thread(target=_stdin_reader, args=(asyncio.get_running_loop(), queue),
+                         daemon=True, name="riskterm-stdin").start()
         while True:
-            if threaded:
-                chunk = await loop.run_in_executor(None, _read_chunk, stream, 1)
-            else:
-                chunk = _read_chunk(stream, CHUNK_LINES)
+            chunk = await queue.get()
+            if not chunk:
+                return
+            for raw in chunk:
+                line_no += 1
+                yield [(line_no, raw)]
+    with Path(path).open("rb") as stream:
+        while True:
+            chunk = _read_chunk(stream, CHUNK_LINES)
             if not chunk:
                 return
             numbered = []
@@ -72,6 +111,3 @@ async def read_lines(path: str | None) -> AsyncIterator[list[tuple[int, bytes]]]
                 line_no += 1
                 numbered.append((line_no, raw))
             yield numbered
-    finally:
-        if not threaded:
-            stream.close()

@@ -1,0 +1,425 @@
+"""RiskTermApp: the dashboard, and `create_app`, the one factory the CLI and the tests share.
+
+The engine host runs in a worker on the app's event loop. It never touches a widget: its sink
+posts `RecordsCommitted`, and the app folds what arrives (records into a bounded buffer, job and
+history changes into version counters). A timer flushes to the screen on top a few times a
+second inside `App.batch_update()`, reading accounts and positions straight from the engine —
+the latest value per row — and tables update only the cells that changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual.app import App
+from textual.screen import ModalScreen
+from textual.worker import Worker
+
+from riskterm.config import RulesConfig
+from riskterm.db import DatabaseError
+from riskterm.host import EngineHost, RunOptions
+from riskterm.recorder import StorageError
+from riskterm.tui.commands import RiskTermCommands
+from riskterm.tui.history import open_reader
+from riskterm.tui.job_source import JobError, JobSource, NoJobSource, job_source_for
+from riskterm.tui.keys import APP_KEYS, bindings
+from riskterm.tui.messages import EngineStarted, RecordsCommitted, SourceEnded
+from riskterm.tui.pnl_history import PnlHistory
+from riskterm.tui.screens.base import Frame, LiveScreen
+from riskterm.tui.screens.confirm import ConfirmScreen
+from riskterm.tui.screens.dashboard import DashboardScreen
+from riskterm.tui.screens.help import HelpScreen
+from riskterm.tui.screens.jobs import JobsScreen
+from riskterm.tui.screens.rules import RulesScreen
+from riskterm.tui.screens.violations import ViolationsScreen
+from riskterm.tui.settings import AppSettings
+from riskterm.tui.status_bar import StatusInfo
+from riskterm.tui.view import account_rows, severity
+
+DASHBOARD_SPEED = 1.0  # a replay in the dashboard plays in real time unless --speed says otherwise
+
+
+def source_label(opts: RunOptions) -> str:
+    if opts.is_live:
+        return f"simulator (seed {opts.seed})"
+    if opts.replay_path:
+        return f"replay {Path(opts.replay_path).name}"
+    return "stdin"
+
+
+class RiskTermApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "riskterm"
+    MODES = {
+        "dashboard": DashboardScreen,
+        "violations": ViolationsScreen,
+        "jobs": JobsScreen,
+        "rules": RulesScreen,
+    }
+    DEFAULT_MODE = "dashboard"
+    BINDINGS = bindings(APP_KEYS)
+    COMMANDS = App.COMMANDS | {RiskTermCommands}
+
+    def __init__(self, opts: RunOptions, config: RulesConfig, settings: AppSettings) -> None:
+        super().__init__()
+        self.opts = opts
+        self.config = config
+        self.settings = settings
+        self.tz = config.tz
+        self.host = EngineHost(opts, config, sinks=[self._sink], diagnostics=self._diagnostic,
+                               default_speed=DASHBOARD_SPEED)
+        self.pnl = PnlHistory(settings.pnl_step_s)
+        self.jobs: JobSource = NoJobSource()
+        self.reader: Any = None
+        self.engine_state = "starting"
+        self.exit_code = 0
+        self.failure: str | None = None
+        self.paused = False
+        # folded updates
+        self.recent: deque[tuple[int, dict[str, Any]]] = deque(maxlen=settings.feed_size)
+        self.record_seq = 0
+        self.jobs_version = 0
+        self.history_version = 0
+        self.flushes = 0
+        self.selected_account: str | None = None
+        self.rules_error: str | None = None
+        self._rate: deque[tuple[float, int]] = deque(maxlen=64)
+        self._engine_worker: Worker[None] | None = None
+        self._closed = False
+        if settings.deterministic:
+            self.animation_level = "none"
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Any:
+        """The engine once the host is open, else None."""
+        return getattr(self.host, "engine", None) if self.engine_state != "starting" else None
+
+    def on_mount(self) -> None:
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
+        self._engine_worker = self.run_worker(self._run_engine(), name="engine", group="engine")
+        self.set_interval(1 / self.settings.refresh_hz, self.refresh_now, name="flush")
+
+    async def _run_engine(self) -> None:
+        host = self.host
+        try:
+            await host.open()
+        except DatabaseError as exc:
+            self._fail(str(exc))
+            return
+        self.pnl.attach(host.engine)
+        self.jobs = job_source_for(host.pool)
+        assert self.opts.db_path is not None
+        try:
+            self.reader = await open_reader(self.opts.db_path)
+        except Exception as exc:  # the history screen says so; the engine runs on
+            self._diagnostic(f"cannot open the database for reading: {exc}")
+        self.engine_state = "live"
+        self.post_message(EngineStarted())
+        error = None
+        try:
+            await host.run_source()
+        except (StorageError, DatabaseError) as exc:
+            error = str(exc)
+        if host.failure is not None:
+            error = str(host.failure)
+        self.post_message(SourceEnded(error))
+
+    def on_source_ended(self, message: SourceEnded) -> None:
+        if message.error is not None:
+            self._fail(message.error)
+        elif self.engine_state == "live":
+            self.engine_state = "ended"
+            self.notify("The source has ended; the last state stays on screen.",
+                        title="Source ended")
+        self.refresh_now()
+
+    def on_engine_started(self, message: EngineStarted) -> None:
+        self.jobs_version += 1
+        self.history_version += 1
+        self.refresh_now()
+
+    def _fail(self, error: str) -> None:
+        self.engine_state = "failed"
+        self.failure = error
+        self.exit_code = 1
+        self.notify(error, title="The engine stopped", severity="error", timeout=3600)
+
+    async def shutdown_engine(self) -> None:
+        """Clean shutdown: stop the source, commit what is pending, close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        host = self.host
+        host.request_stop()
+        worker = self._engine_worker
+        if worker is not None:
+            with contextlib.suppress(Exception):
+                await worker.wait()
+        if getattr(host, "conn", None) is not None:
+            try:
+                await host.finish(wait_for_jobs=False)
+            except (StorageError, DatabaseError) as exc:
+                self.exit_code = 1
+                self._diagnostic(f"stopping: {exc}")
+            await host.close()
+        if self.reader is not None:
+            with contextlib.suppress(Exception):
+                await self.reader.close()
+            self.reader = None
+
+    async def on_unmount(self) -> None:
+        await self.shutdown_engine()
+
+    async def action_quit(self) -> None:
+        self.engine_state = "stopping"
+        self.refresh_now()
+        await self.shutdown_engine()
+        self.exit(self.exit_code or self.host.stop_code or 0)
+
+    # -- what the engine side sends ------------------------------------------------------------
+
+    def _sink(self, batch: list[tuple[dict[str, Any], str]]) -> None:
+        self.post_message(RecordsCommitted(batch))
+
+    def _diagnostic(self, text: str) -> None:
+        self.notify(text, severity="warning", timeout=10)
+
+    def on_records_committed(self, message: RecordsCommitted) -> None:
+        recent = self.recent
+        for rec in message.records:
+            kind = rec.get("kind")
+            if kind == "job":
+                self.jobs_version += 1
+            elif kind in ("violation", "warning"):
+                self.history_version += 1
+            if severity(rec) is not None:
+                self.record_seq += 1
+                recent.append((self.record_seq, rec))
+
+    # -- flushing to the screen ----------------------------------------------------------------
+
+    def live_screen(self) -> LiveScreen | None:
+        """The main screen being looked at (under a dialog, if one is open)."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, LiveScreen):
+                return screen
+        return None
+
+    def status_info(self) -> StatusInfo:
+        host = self.host
+        events = host.events_in
+        rate = None
+        if not self.settings.deterministic:
+            now = time.monotonic()
+            self._rate.append((now, events))
+            while len(self._rate) > 2 and now - self._rate[1][0] >= 1.0:
+                self._rate.popleft()
+            t0, e0 = self._rate[0]
+            rate = (events - e0) / (now - t0) if now - t0 > 0.05 else 0.0
+        engine = self.engine
+        metrics = self.jobs.metrics() if engine is not None else None
+        return StatusInfo(
+            source=source_label(self.opts), events=events, rate=rate,
+            clock=engine.now() if engine is not None and engine.started else None,
+            queued=None if metrics is None else metrics[0],
+            running=None if metrics is None else metrics[1],
+            paused=self.paused, state=self.engine_state,
+        )
+
+    def refresh_now(self) -> None:
+        """Flush the folded state to the screen on top."""
+        screen = self.live_screen()
+        if screen is None or not screen.is_mounted:
+            return
+        engine = self.engine
+        with self.batch_update():
+            screen.status_bar.show(self.status_info())
+            if engine is None or self.paused:
+                return
+            now = engine.now()
+            frame = Frame(engine, now, account_rows(engine))
+            screen.banner.show(list(frame.accounts.values()), now)
+            screen.refresh_live(frame)
+        self.flushes += 1
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # while a dialog is open only its own keys (and quit) act
+        return not (isinstance(self.screen, ModalScreen) and action not in ("quit", "help"))
+
+    def action_show(self, mode: str) -> None:
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+        else:  # e.g. j on a job's detail: back to the queue
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+
+    def action_back(self) -> None:
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+        elif self.current_mode != "dashboard":
+            self.switch_mode("dashboard")
+
+    def target_account(self) -> str | None:
+        screen = self.live_screen()
+        account = screen.selected_account() if screen is not None else None
+        return account or self.selected_account
+
+    def _need_account(self) -> str | None:
+        if self.engine is None:
+            self.notify("The engine is still starting.", severity="warning")
+            return None
+        account = self.target_account()
+        if account is None or account not in self.engine.accounts:
+            self.notify("Select an account first (on the dashboard).", severity="warning")
+            return None
+        return account
+
+    def action_flatten(self) -> None:
+        account = self._need_account()
+        if account is None:
+            return
+        acct = self.engine.accounts[account]
+        positions = [f"{p.qty:+d} {s}" for s, p in sorted(acct.positions.items()) if p.qty]
+        body = Text()
+        body.append(f"Flatten {account}?\n\n", style="bold")
+        body.append("Close positions: " + (", ".join(positions) or "none") + "\n")
+        body.append(f"Cancel working orders: {len(acct.orders)}\n\n")
+        body.append("Sent as market orders with rule “manual”.", style="dim")
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.flatten(account)
+
+        self.push_screen(ConfirmScreen(f"Flatten {account}", body, "Flatten"), done)
+
+    def flatten(self, account: str) -> dict[str, Any] | None:
+        """Flatten now (after the confirmation): one enforcement record with rule manual."""
+        records = self.engine.execute_action(account, "flatten", rule="manual")
+        rec = records[0] if records else None
+        if rec is None:
+            self.notify(f"{account}: nothing was sent.", severity="warning")
+        else:
+            severity_ = "error" if rec["status"] == "failed" else "information"
+            self.notify(f"{rec['status']}: {rec['detail']}", title=f"Flatten {account}",
+                        severity=severity_)
+        self.refresh_now()
+        return rec
+
+    def action_unlock(self) -> None:
+        account = self._need_account()
+        if account is None:
+            return
+        locks = self.engine.lockouts.active(account)
+        if not locks:
+            self.notify(f"{account} has no active lockout.", severity="warning")
+            return
+        body = Text()
+        body.append(f"Lift every lockout of {account}?\n\n", style="bold")
+        for lk in locks:
+            body.append(f"  {lk.rule}: {lk.state}, {lk.kind}\n")
+        body.append("\nAn unlock record with reason “manual” is written.", style="dim")
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.unlock(account)
+
+        self.push_screen(ConfirmScreen(f"Unlock {account}", body, "Unlock"), done)
+
+    def unlock(self, account: str) -> int:
+        count = self.engine.unlock(account)
+        self.notify(f"{account}: {count} lockout{'s' if count != 1 else ''} lifted.",
+                    title="Unlocked")
+        self.refresh_now()
+        return count
+
+    async def action_enqueue(self) -> None:
+        account = self._need_account()
+        if account is None:
+            return
+        try:
+            job_id, duplicate = await self.jobs.enqueue(account)
+        except JobError as exc:
+            self.notify(str(exc), title="Review not queued", severity="error")
+            return
+        if duplicate:
+            self.notify(f"Job {job_id} is already queued or running for {account}.",
+                        title="Already queued", severity="warning")
+        else:
+            self.notify(f"Queued Smart Risk Manager job {job_id} for {account}.",
+                        title="Review queued")
+        self.jobs_version += 1
+
+    async def job_command(self, command: str, job_id: str) -> bool:
+        """cancel / retry / approve a job, saying what happened."""
+        try:
+            if command == "cancel":
+                await self.jobs.cancel(job_id)
+                text = f"Cancelling job {job_id}."
+            elif command == "retry":
+                await self.jobs.retry(job_id)
+                text = f"Job {job_id} is queued again."
+            else:
+                text = await self.jobs.approve(job_id)
+        except JobError as exc:
+            self.notify(str(exc), title=f"Job {job_id}: {command} refused", severity="error")
+            return False
+        self.notify(text, title=f"Job {job_id}")
+        self.jobs_version += 1
+        self.refresh_now()
+        return True
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.opts.is_live:
+            self.host.paused = self.paused  # a replay is a playback: pause the playback too
+        self.refresh_now()
+
+    def action_reload_rules(self) -> None:
+        if self.engine is None:
+            self.notify("The engine is still starting.", severity="warning")
+            return
+        error = self.host.reload_rules()
+        if error is not None:
+            self.rules_error = error
+            self.notify(error, title="Rules not reloaded: the old rules stay", severity="error",
+                        timeout=15)
+        else:
+            self.rules_error = None
+            self.config = self.host.config
+            self.notify(f"Rules reloaded from {self.config.path}.", title="Rules reloaded")
+        self.refresh_now()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+
+
+def create_app(opts: RunOptions, config: RulesConfig,
+               settings: AppSettings | None = None) -> RiskTermApp:
+    """The one way to build the dashboard, for the command line and for the tests."""
+    return RiskTermApp(opts, config, settings or AppSettings())
+
+
+def run_dashboard(opts: RunOptions, config: RulesConfig) -> int:
+    if opts.source == "-":
+        print("riskterm: the dashboard reads the keyboard from the terminal, so it cannot read "
+              "events from stdin; use --no-ui, or --source replay:PATH", file=sys.stderr)
+        return 2
+    app = create_app(opts, config)
+    code = app.run()
+    if app.failure is not None:
+        print(f"riskterm: {app.failure}", file=sys.stderr)
+    return int(code or app.exit_code or 0)
+

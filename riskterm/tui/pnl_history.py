@@ -1,0 +1,65 @@
+"""The intraday P&L path of each account, sampled on the engine clock.
+
+Samples are taken when the engine clock crosses a step boundary (event time in a replay, wall
+time live), so a replay at full speed draws the same curve as one watched in real time, and a
+snapshot of a replay is deterministic. The series of an account restarts with its trading day.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from riskterm.engine import Engine
+
+MAX_POINTS = 8640  # a full day at one point per 10 s
+
+
+class PnlHistory:
+    def __init__(self, step: float = 10.0, maxlen: int = MAX_POINTS) -> None:
+        self.step = step
+        self.maxlen = maxlen
+        self.series: dict[str, deque[float]] = {}
+        self._day: dict[str, str | None] = {}
+        self._next = 0.0
+        self.version = 0  # bumped on every sample, so a chart knows when to redraw
+        self._engine: Engine | None = None
+
+    def attach(self, engine: Engine) -> None:
+        """Sample from inside `engine.advance`, the one place every event and tick passes.
+
+        The engine exposes no observer hook, so the bound method is wrapped on this instance;
+        the cost per event is one comparison.
+        """
+        self._engine = engine
+        advance: Callable[[float], None] = engine.advance
+
+        def advance_and_sample(now: float) -> None:
+            if now >= self._next:
+                self.sample(now)
+            advance(now)
+
+        engine.advance = advance_and_sample  # type: ignore[method-assign]
+
+    def sample(self, now: float) -> None:
+        """Record every account's P&L of the day as it stands before time `now`."""
+        engine = self._engine
+        if engine is None:
+            return
+        self._next = now - now % self.step + self.step
+        if not engine.started:
+            return
+        for name, acct in engine.accounts.items():
+            series = self.series.get(name)
+            if series is None or self._day.get(name) != acct.trading_day:
+                series = self.series[name] = deque(maxlen=self.maxlen)
+                self._day[name] = acct.trading_day
+            series.append(round(acct.realized + acct.unrealized, 2))
+        self.version += 1
+
+    def points(self, account: str | None) -> list[float]:
+        if account is None:
+            return []
+        return list(self.series.get(account, ()))

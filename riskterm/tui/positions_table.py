@@ -1,0 +1,46 @@
+"""PositionsTable: every open position with its P&L, working stop and how long it has been open."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import RenderableType
+from rich.text import Text
+
+from riskterm.tui import formatting as fmt
+from riskterm.tui.keyed_table import KeyedTable
+from riskterm.tui.view import PositionRow, account_of_position_key
+
+
+class PositionsTable(KeyedTable):
+    COLUMNS = (
+        ("account", "Account", 15),
+        ("symbol", "Symbol", 7),
+        ("qty", "Qty", 5),
+        ("avg", "Avg price", 11),
+        ("last", "Last", 11),
+        ("unrealized", "Unrealized", 10),
+        ("stop", "Stop", 11),
+        ("open", "Open", 7),
+    )
+
+    def render_row(self, raw: tuple[Any, ...]) -> Sequence[RenderableType]:
+        row = PositionRow(*raw)
+        side = "green" if row.qty > 0 else "red"
+        stop = (Text("none", style="bold red", justify="right") if row.stop is None
+                else fmt.right(fmt.price(row.stop)))
+        return [
+            Text(row.account),
+            Text(row.symbol, style="bold"),
+            fmt.right(f"{row.qty:+d}", side),
+            fmt.right(fmt.price(row.avg_price)),
+            fmt.right(fmt.price(row.mark)),
+            fmt.pnl(row.unrealized),
+            stop,
+            fmt.right(fmt.duration(row.opened)),
+        ]
+
+    def selected_account(self) -> str | None:
+        key = self.selected_key()
+        return None if key is None else account_of_position_key(key)

@@ -1,0 +1,55 @@
+"""RulesTable: each rule with its parameters and, per account, armed / warning / breached."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import RenderableType
+from rich.text import Text
+
+from riskterm.tui import formatting as fmt
+from riskterm.tui.keyed_table import KeyedTable
+
+COMMON = ("enabled", "action", "lockout", "lockout_state", "warn_at")
+STATE_CELL = {
+    "armed": ("● armed", "green"),
+    "warning": ("▲ warning", "bold yellow"),
+    "breached": ("✖ BREACHED", "bold white on red"),
+    "off": ("·", "grey37"),
+}
+
+
+def params_text(params: Any, limit: int = 200) -> str:
+    """A rule block in one line: its own parameters, then action, lockout and warn_at."""
+    data = params.model_dump(mode="json", exclude_none=True)
+    own = ", ".join(f"{k}={fmt.compact(v, 60)}" for k, v in data.items() if k not in COMMON)
+    tail = f"→ {'+'.join(data.get('action') or ()) or 'nothing'}"
+    if data.get("lockout") not in (None, "none"):
+        tail += f", lockout {data['lockout']}"
+        if data.get("lockout_state") == "reducing":
+            tail += " (reducing)"
+    if data.get("warn_at") is not None:
+        tail += f", warn at {data['warn_at'] * 100:.0f}%"
+    text = f"{own}  {tail}" if own else tail
+    if not data.get("enabled", True):
+        text = "disabled · " + text
+    return fmt.compact(text, limit)
+
+
+class RulesTable(KeyedTable):
+    COLUMNS = (("rule", "Rule", 28), ("params", "Parameters", 48))
+
+    def set_accounts(self, accounts: list[str]) -> None:
+        self.ensure_columns([(f"acct:{a}", a, max(11, len(a))) for a in accounts])
+
+    def render_row(self, raw: tuple[Any, ...]) -> Sequence[RenderableType]:
+        rule, params, disabled, *states = raw
+        cells: list[RenderableType] = [
+            Text(rule, style="dim" if disabled else "bold"),
+            Text(params, style="dim" if disabled else "", no_wrap=True, overflow="ellipsis"),
+        ]
+        for state in states:
+            label, style = STATE_CELL.get(state, (state, ""))
+            cells.append(Text(label, style=style))
+        return cells

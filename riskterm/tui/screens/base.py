@@ -1,0 +1,65 @@
+"""LiveScreen: the chrome every main screen shares (halt banner, status bar, footer) and the hook
+the app calls at each flush while the screen is on top."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from riskterm.tui.halt_banner import HaltBanner
+from riskterm.tui.keys import KeyAction
+from riskterm.tui.status_bar import StatusBar
+from riskterm.tui.view import AccountRow
+
+if TYPE_CHECKING:
+    from riskterm.engine import Engine
+    from riskterm.tui.app import RiskTermApp
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What one flush hands to the screen on top: the engine and values computed once."""
+
+    engine: Engine
+    now: float
+    accounts: dict[str, AccountRow]
+
+
+class LiveScreen(Screen[None]):
+    #: screen actions offered in the command palette (besides the app's)
+    PALETTE_KEYS: tuple[KeyAction, ...] = ()
+
+    @property
+    def rt(self) -> RiskTermApp:
+        return cast("RiskTermApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield HaltBanner(self.rt.tz, id="halt-banner")
+        yield from self.compose_body()
+        yield StatusBar(self.rt.tz, id="status-bar")
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    @property
+    def status_bar(self) -> StatusBar:
+        return self.query_one("#status-bar", StatusBar)
+
+    @property
+    def banner(self) -> HaltBanner:
+        return self.query_one("#halt-banner", HaltBanner)
+
+    def refresh_live(self, frame: Frame) -> None:
+        """Bring the screen up to date (called inside App.batch_update)."""
+
+    def selected_account(self) -> str | None:
+        """The account that f / u / e act on from this screen."""
+        return None
+
+    def on_screen_resume(self) -> None:
+        self.rt.refresh_now()

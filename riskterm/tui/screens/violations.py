@@ -1,0 +1,148 @@
+"""Violations (v): the full history from the database, filterable by account, rule and kind,
+with the enforcement that followed each violation."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Select, Static
+
+from riskterm.tui.history import KINDS, HistoryRow, load_history
+from riskterm.tui.keys import VIOLATIONS_KEYS, bindings
+from riskterm.tui.screens.base import Frame, LiveScreen
+from riskterm.tui.violations_table import ViolationsTable, describe
+
+EXTRA_RULES = ("trading_while_locked", "position_drift", "unknown_instrument")
+
+
+def _selected(select: Select[str]) -> str | None:
+    value = select.value
+    return value if isinstance(value, str) else None
+
+
+class ViolationsScreen(LiveScreen):
+    BINDINGS = bindings(VIOLATIONS_KEYS)
+    PALETTE_KEYS = VIOLATIONS_KEYS
+
+    def __init__(self) -> None:
+        super().__init__(name="violations")
+        self._loaded_version = -1
+        self._filters: tuple[str | None, str | None, str | None] | None = None
+        self._options: dict[str, tuple[str, ...]] = {}
+        self.loads = 0  # completed queries, for tests
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="filters"):
+            yield Select[str]([], prompt="All accounts", id="filter-account")
+            yield Select[str]([], prompt="All rules", id="filter-rule")
+            yield Select[str]([(k, k) for k in KINDS], prompt="Violations and warnings",
+                              id="filter-kind")
+            yield Static("", id="history-count")
+        table = ViolationsTable(self.rt.tz, id="history")
+        table.border_title = "Violation history"
+        yield table
+        yield Static("", id="history-detail")
+
+    @property
+    def table(self) -> ViolationsTable:
+        return self.query_one("#history", ViolationsTable)
+
+    def filters(self) -> tuple[str | None, str | None, str | None]:
+        return (_selected(self.query_one("#filter-account", Select)),
+                _selected(self.query_one("#filter-rule", Select)),
+                _selected(self.query_one("#filter-kind", Select)))
+
+    def set_filters(self, account: str | None = None, rule: str | None = None,
+                    kind: str | None = None) -> None:
+        """Set the filters (as a user would with the selects); the query follows."""
+        self._ensure_options(account, rule)
+        for sel_id, value in (("#filter-account", account), ("#filter-rule", rule),
+                              ("#filter-kind", kind)):
+            select = self.query_one(sel_id, Select)
+            if value is None:
+                select.clear()
+            else:
+                select.value = value
+
+    def _ensure_options(self, account: str | None, rule: str | None) -> None:
+        """Offer every known account and rule in the selects (plus `account` and `rule`)."""
+        shown = self.table.rows_by_id.values()
+        accounts = {r.account for r in shown}
+        rules = set(self.rt.config.rules) | set(EXTRA_RULES) | {r.rule for r in shown}
+        engine = self.rt.engine
+        if engine is not None:
+            accounts |= set(engine.accounts)
+        if account:
+            accounts.add(account)
+        if rule:
+            rules.add(rule)
+        for sel_id, values in (("#filter-account", accounts), ("#filter-rule", rules)):
+            options = tuple(sorted(values))
+            if self._options.get(sel_id) == options:
+                continue
+            self._options[sel_id] = options
+            select = self.query_one(sel_id, Select)
+            keep = select.value
+            with select.prevent(Select.Changed):
+                select.set_options([(v, v) for v in options])
+                if isinstance(keep, str) and keep in options:
+                    select.value = keep
+
+    def refresh_live(self, frame: Frame) -> None:
+        version = self.rt.history_version
+        if version == self._loaded_version and self._filters == self.filters():
+            return
+        self._ensure_options(None, None)
+        self.load()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self.load()
+
+    def action_clear_filters(self) -> None:
+        self.set_filters()
+
+    @work(exclusive=True, group="history")
+    async def load(self) -> None:
+        reader = self.rt.reader
+        if reader is None:
+            return
+        filters = self.filters()
+        version = self.rt.history_version
+        table = self.table
+        limit = self.rt.settings.history_limit
+        account, rule, kind = filters
+        if filters != self._filters:
+            rows = await load_history(reader, account=account, rule=rule, kind=kind, limit=limit)
+            table.replace(rows)
+        else:
+            rows = await load_history(reader, account=account, rule=rule, kind=kind,
+                                      after_id=table.max_id, limit=limit)
+            table.prepend(reversed(rows), limit)
+        self._filters = filters
+        self._loaded_version = version
+        self.loads += 1
+        shown = len(table.rows_by_id)
+        note = f" (newest {limit})" if shown >= limit else ""
+        self.query_one("#history-count", Static).update(f"{shown:,} shown{note}")
+        self._show_detail()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        row = self.table.selected_row()
+        detail = self.query_one("#history-detail", Static)
+        if row is None:
+            detail.update("No violations match." if self._filters else "")
+        else:
+            detail.update(describe(row, self.rt.tz))
+
+    def selected_account(self) -> str | None:
+        row = self.table.selected_row()
+        return row.account if row is not None else None
+
+    def history_rows(self) -> list[HistoryRow]:
+        """The rows in display order (for tests)."""
+        return [self.table.rows_by_id[int(r.key.value or 0)] for r in self.table.ordered_rows]

@@ -1,0 +1,67 @@
+"""StatusBar: source, events/s, engine clock, job queue depth and running jobs, pause state."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from rich.text import Text
+from textual.widgets import Static
+
+from riskterm.tui import formatting as fmt
+
+
+class StatusInfo(NamedTuple):
+    source: str
+    events: int
+    rate: float | None  # events/s; None when deterministic output is asked for
+    clock: float | None  # engine time
+    queued: int | None  # None: no job pool
+    running: int | None
+    paused: bool
+    state: str  # "starting", "live", "ended", "stopping", "failed"
+
+
+class StatusBar(Static):
+    DEFAULT_CSS = """
+    StatusBar { height: 1; background: $panel; color: $foreground; padding: 0 1; }
+    """
+
+    def __init__(self, tz: ZoneInfo, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.tz = tz
+        self.info: StatusInfo | None = None
+
+    def show(self, info: StatusInfo) -> None:
+        if info == self.info:
+            return
+        self.info = info
+        self.update(self.render_info(info))
+
+    def render_info(self, info: StatusInfo) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        dot = {"live": "green", "ended": "yellow", "failed": "red"}.get(info.state, "grey50")
+        text.append("● ", style=dot)
+        text.append(info.source, style="bold")
+        if info.state != "live":
+            text.append(f" ({info.state})", style=dot)
+        text.append("  │  ")
+        if info.rate is not None:
+            text.append(f"{info.rate:,.0f}", style="bold")
+            text.append(" ev/s  ")
+        text.append(f"{info.events:,}", style="bold")
+        text.append(" events  │  ")
+        text.append(fmt.stamp(info.clock, self.tz), style="bold")
+        text.append("  │  jobs: ")
+        if info.queued is None:
+            text.append("no pool", style="dim")
+        else:
+            text.append(f"{info.queued}", style="bold")
+            text.append(" queued · ")
+            text.append(f"{info.running}", style="bold cyan" if info.running else "bold")
+            text.append(" running")
+        if info.paused:
+            text.append("  │  ")
+            text.append(" ⏸ PAUSED — display frozen, rules still enforced ",
+                        style="bold black on yellow")
+        return text
