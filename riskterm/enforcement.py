@@ -173,7 +173,7 @@ class Enforcer:
         order_ids = list(acct.orders)
         commands: list[Command] = [CancelOrder(name, oid) for oid in order_ids]
         closed = []
-        for sym, pos in acct.positions.items():
+        for sym, pos in sorted(acct.positions.items()):
             if pos.qty:
                 commands.append(MarketOrder(name, sym, _close_side(pos.qty), abs(pos.qty), rule))
                 closed.append(f"{abs(pos.qty)} {sym} {'long' if pos.qty > 0 else 'short'}")

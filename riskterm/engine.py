@@ -50,11 +50,12 @@ class Changes:
     lockouts_added: list[Lockout] = field(default_factory=list)
     lockouts_lifted: list[tuple[int, float, str]] = field(default_factory=list)
     engine_state: str | None = None
+    cursor: int | None = None  # last input line processed (replays), committed with the rest
 
     def __bool__(self) -> bool:
         return bool(
             self.records or self.accounts or self.positions or self.lockouts_added
-            or self.lockouts_lifted or self.engine_state is not None
+            or self.lockouts_lifted or self.engine_state is not None or self.cursor is not None
         )
 
 
@@ -103,6 +104,9 @@ class Engine:
         self._lock_added: list[Lockout] = []
         self._lock_lifted: list[tuple[int, float, str]] = []
         self._state_dirty = False
+        self._marks_dirty = False
+        self.cursor = 0  # the replay's last processed line; the host sets it
+        self._cursor_saved = 0
         # counters for the summary
         self.n_events = 0
         self.n_rejected = 0
@@ -133,6 +137,7 @@ class Engine:
         self.calendar = TradingCalendar(config.tz, config.daily_reset, config.session)
         enabled = config.enabled_rule_ids()
         classes = rule_classes()
+        old_rules = self.rules
         self.rules = {
             rid: self.rules.get(rid) or cls(self) for rid, cls in classes.items() if rid in enabled
         }
@@ -145,6 +150,11 @@ class Engine:
             acct.rules = config.rules_for(acct.name)
             for pos in acct.positions.values():
                 pos.point_value = self._point_value(acct.name, pos.symbol)
+        if self.started:
+            for rid, rule in self.rules.items():
+                start = getattr(rule, "on_start", None)
+                if old_rules.get(rid) is not rule and start is not None:
+                    start()  # a rule enabled by a reload arms its timers now
         if self.started and self._timers:
             # calendar-derived timers (daily reset) are re-armed from the new calendar
             self._timers = [t for t in self._timers if t[2] != self._daily_reset]
@@ -157,9 +167,16 @@ class Engine:
         for name, data in state.accounts.items():
             acct = self._account(name)
             acct.load_json(data)
-        for account, symbol, qty, avg, opened in state.positions:
+        es = state.engine_state
+        self.marks = {str(k): float(v) for k, v in (es.get("marks") or {}).items()}
+        self._unknown_symbols = set(es.get("unknown_symbols") or ())
+        # holders in the order they opened, as in the run that wrote them
+        for account, symbol, qty, avg, opened in sorted(
+            state.positions, key=lambda row: (row[4] is None, row[4] or 0.0)
+        ):
             pos = self._position(self._account(account), symbol)
             pos.qty, pos.avg_price, pos.opened_ts = qty, avg, opened
+            pos.mark = self.marks.get(symbol)
             if qty:
                 self.holders.setdefault(symbol, {})[account] = pos
         for lk in state.lockouts:
@@ -168,7 +185,6 @@ class Engine:
                 self.schedule(lk.until, self._expire_lockout, lk)
         for name in {lk.account for lk in state.lockouts}:
             self._account(name).state = self.lockouts.state(name)
-        es = state.engine_state
         self.lockouts.next_id = max(self.lockouts.next_id, int(es.get("next_lockout_id", 1)))
         self.fired = {tuple(k) for k in es.get("fired", [])}  # type: ignore[misc]
         self.warned = {tuple(k) for k in es.get("warned", [])}  # type: ignore[misc]
@@ -192,8 +208,7 @@ class Engine:
         self.trading_day = day
         for acct in self.accounts.values():
             if acct.trading_day != day:
-                acct.new_day(day)
-                self._dirty_accounts.add(acct.name)
+                self._new_day(acct, day)
         self.schedule(self.calendar.next_reset(now), self._daily_reset)
         for rule in self.rules.values():
             start = getattr(rule, "on_start", None)
@@ -220,13 +235,16 @@ class Engine:
         self.warned.clear()
         self._state_dirty = True
         for acct in self.accounts.values():
-            acct.new_day(day)
-            self._dirty_accounts.add(acct.name)
-            for rule in self.rules.values():
-                params = acct.rules.get(rule.id)
-                if params is not None:
-                    rule.on_new_day(acct, params)
+            self._new_day(acct, day)
         self.schedule(self.calendar.next_reset(self.clock), self._daily_reset)
+
+    def _new_day(self, acct: AccountState, day: str) -> None:
+        acct.new_day(day)
+        self._dirty_accounts.add(acct.name)
+        for rule in self.rules.values():
+            params = acct.rules.get(rule.id)
+            if params is not None:
+                rule.on_new_day(acct, params)
 
     # -- ingest --------------------------------------------------------------------------------
 
@@ -333,7 +351,10 @@ class Engine:
         pos = self._position(acct, symbol)
         before = pos.qty
         computed = pos.apply_fill(ev["side"], ev["qty"], ev["price"], self.clock)
-        if pos.mark is None:
+        quoted = self.marks.get(symbol)
+        if quoted is not None:
+            pos.mark = quoted
+        elif pos.mark is None or before == 0:
             pos.mark = float(ev["price"])
         realized = ev.get("realized_pnl", computed)
         acct.realized += realized - ev.get("fee", 0.0)
@@ -362,6 +383,9 @@ class Engine:
                 "taking the broker's size",
                 qty, pos.qty,
             )
+        quoted = self.marks.get(symbol)
+        if quoted is not None:
+            pos.mark = quoted
         pos.set_size(qty, ev.get("avg_price"), self.clock)
         self._track(pos)
         self.enforcer.settle(acct.name, symbol=symbol)
@@ -377,6 +401,7 @@ class Engine:
         symbol = ev["symbol"]
         mark = float(last)
         self.marks[symbol] = mark
+        self._marks_dirty = True
         hist = self.history.get(symbol)
         if hist is None:
             hist = self.history[symbol] = deque(maxlen=PRICE_HISTORY)
@@ -477,7 +502,7 @@ class Engine:
             self.fired.discard(key)
             self._state_dirty = True
         warn_at = params.warn_at
-        if warn_at is not None and key not in self.warned:
+        if warn_at is not None and key not in self.warned and value:
             threshold = warn_at * limit
             if (value <= threshold) if cmp == "le" else (value >= threshold):
                 self.warned.add(key)
@@ -613,12 +638,15 @@ class Engine:
                 self.accounts[a].positions[s].to_row() for a, s in self._dirty_positions
             ]
             self._dirty_positions = set()
-        if self._state_dirty:
+        if self._state_dirty or self._marks_dirty:
             changes.engine_state = json.dumps({
                 "fired": sorted(self.fired, key=str), "warned": sorted(self.warned, key=str),
-                "trading_day": self.trading_day,
+                "trading_day": self.trading_day, "marks": self.marks,
+                "unknown_symbols": sorted(self._unknown_symbols),
             })
-            self._state_dirty = False
+            self._state_dirty = self._marks_dirty = False
+        if self.cursor != self._cursor_saved:
+            changes.cursor = self._cursor_saved = self.cursor
         return changes
 
     @property
@@ -652,6 +680,7 @@ class Engine:
                 "symbol": pos.symbol, "qty": pos.qty, "avg_price": pos.avg_price,
                 "mark": pos.mark, "unrealized_pnl": round(pos.unrealized, 2),
                 "point_value": pos.point_value, "stops": stops, "opened_ts": pos.opened_ts,
+                "tick_size": self._tick_size(pos.symbol),
             })
         return {
             "account": account,
@@ -675,6 +704,10 @@ class Engine:
             "price_history": {p["symbol"]: list(self.history.get(p["symbol"], ()))
                               for p in positions},
         }
+
+    def _tick_size(self, symbol: str) -> float | None:
+        inst = self.config.instruments.get(symbol)
+        return inst.tick_size if inst is not None else None
 
     def execute_action(
         self,

@@ -20,7 +20,7 @@ from riskterm.config import RulesConfig, RulesError, load_rules
 from riskterm.db import open_db
 from riskterm.engine import Engine
 from riskterm.events import parse_line
-from riskterm.recorder import Recorder, Sink, load_state
+from riskterm.recorder import Recorder, Sink, load_cursor, load_state
 from riskterm.sources.replay import read_lines
 from riskterm.timefmt import iso
 
@@ -84,7 +84,17 @@ class EngineHost:
             broker = DryRunBroker()
         self.engine = Engine(self.config, broker, live=self.opts.is_live)
         self.engine.restore(state)
-        self.recorder = Recorder(self.conn, self.engine, self.sinks)
+        self.resume_after = 0
+        cursor_key = None
+        if self.opts.replay_path is not None:
+            # a replay interrupted (kill -9) and started again on the same database resumes
+            # after the last line it committed, so nothing is enforced or recorded twice
+            cursor_key = f"cursor:{Path(self.opts.replay_path).resolve()}"
+            self.resume_after = await load_cursor(self.conn, cursor_key)
+            if self.resume_after:
+                self.say(f"resuming {self.opts.source} after line {self.resume_after}, "
+                         "already processed into this database")
+        self.recorder = Recorder(self.conn, self.engine, self.sinks, cursor_key)
         if self.with_jobs:
             await self._start_pool()
         self._tasks.append(asyncio.create_task(self._flusher()))
@@ -178,10 +188,14 @@ class EngineHost:
         loop = asyncio.get_running_loop()
         first_ts: float | None = None
         t0 = loop.time()
+        skip = self.resume_after
         async for chunk in read_lines(path):
             for line_no, raw in chunk:
                 if self._stop.is_set() or self._limit_reached():
                     return
+                if line_no <= skip:
+                    continue
+                engine.cursor = line_no
                 event = parse_line(raw, line_no)
                 if event is None:
                     continue

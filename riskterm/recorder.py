@@ -30,8 +30,9 @@ INSERT_RECORD = "INSERT INTO records (kind, ts, account, rule, body) VALUES (?, 
 
 class Recorder:
     def __init__(self, conn: aiosqlite.Connection, engine: Engine,
-                 sinks: list[Sink] | None = None) -> None:
+                 sinks: list[Sink] | None = None, cursor_key: str | None = None) -> None:
         self.conn = conn
+        self.cursor_key = cursor_key
         self.engine = engine
         self.sinks: list[Sink] = sinks or []
         self._lock = asyncio.Lock()
@@ -92,6 +93,11 @@ class Recorder:
                     "INSERT OR REPLACE INTO engine_state (key, value) VALUES ('engine', ?)",
                     (changes.engine_state,),
                 )
+            if changes.cursor is not None and self.cursor_key is not None:
+                await conn.execute(
+                    "INSERT OR REPLACE INTO engine_state (key, value) VALUES (?, ?)",
+                    (self.cursor_key, str(changes.cursor)),
+                )
             await conn.execute("COMMIT")
         except BaseException:
             try:
@@ -135,3 +141,9 @@ async def load_state(conn: aiosqlite.Connection) -> RestoredState:
         row = await cur.fetchone()
     state.engine_state["next_lockout_id"] = (row[0] if row else 0) + 1
     return state
+
+
+async def load_cursor(conn: aiosqlite.Connection, key: str) -> int:
+    async with conn.execute("SELECT value FROM engine_state WHERE key = ?", (key,)) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0

@@ -47,7 +47,16 @@ from riskterm.jobs.model import (
     TIMEOUT,
     Job,
 )
-from riskterm.jobs.store import HOST, JobStore, Txn, live_owners, load_jobs, new_block
+from riskterm.jobs.store import (
+    HOST,
+    JobStore,
+    Txn,
+    live_owners,
+    load_jobs,
+    new_block,
+    purge_finished,
+)
+from riskterm.timefmt import iso
 
 if TYPE_CHECKING:
     from riskterm.config import SmartRiskConfig
@@ -94,6 +103,7 @@ class JobPool:
         self._queue: asyncio.PriorityQueue[tuple[int, int, str]] = asyncio.PriorityQueue()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._workers: list[asyncio.Task[Any]] = []
         self._approve_lock = asyncio.Lock()
@@ -126,6 +136,8 @@ class JobPool:
         self.block = await self.store.transact(register)
         self.store.start()
         self._started = True
+        await self.cleanup()
+        self._next_cleanup = time.time() + CLEANUP_INTERVAL
         await self._claim()
         for i in range(max(1, int(self.config.workers))):
             self._workers.append(asyncio.create_task(self._worker(), name=f"jobs-worker-{i}"))
@@ -138,8 +150,7 @@ class JobPool:
         if not self._started:
             return
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
+        self._stop_event.set()  # the poller and heartbeat finish what they are doing
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -246,8 +257,10 @@ class JobPool:
     # -- running -------------------------------------------------------------------------------
 
     async def _worker(self) -> None:
-        while True:
+        while not self._stopping:
             _, _, job_id = await self._queue.get()
+            if self._stopping:
+                return
             job = self._jobs.get(job_id)
             if job is None or job.status != QUEUED or job_id in self._delayed:
                 continue
@@ -406,16 +419,15 @@ class JobPool:
                 return
 
         async def claim(conn: aiosqlite.Connection, txn: Txn) -> list[Job]:
-            await conn.execute("UPDATE jobs SET owner = ? WHERE status = 'queued' AND owner IS NULL",
-                               (self.owner,))
-            jobs = [j for j in await load_jobs(conn, "status = 'queued' AND owner = ?",
-                                               (self.owner,)) if j.id not in self._jobs]
+            jobs = await load_jobs(conn, "status = 'queued' AND owner IS NULL")
             for job in jobs:
+                job.owner = self.owner
+                await conn.execute("UPDATE jobs SET owner = ? WHERE id = ?", (self.owner, job.id))
                 self._take_snapshot(job)
                 if job.snapshot is not None:
                     await conn.execute("UPDATE jobs SET snapshot = ? WHERE id = ?",
                                        (json.dumps(job.snapshot), job.id))
-                txn.events.append((job.id, _iso(self.clock()), "owner",
+                txn.events.append((job.id, iso(self.clock()), "owner",
                                    f"claimed by {self.owner}"))
             return jobs
 
@@ -423,9 +435,14 @@ class JobPool:
             self._add(job)
             self._push(job)
 
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep; False once the pool is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+        return not self._stop_event.is_set()
+
     async def _poller(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
+        while await self._pause(self.poll_interval):
             try:
                 await self._poll_once()
             except (sqlite3.Error, OSError) as exc:
@@ -454,21 +471,18 @@ class JobPool:
 
     async def cleanup(self) -> int:
         """Delete finished jobs older than retention_days; returns how many."""
-        from riskterm.jobs.store import purge_finished
-
         cutoff = self.clock() - float(self.config.retention_days) * 86400
         return await self.store.transact(
             lambda conn, txn: purge_finished(conn, cutoff, time.time() - 86400))
 
     async def _heartbeat(self) -> None:
-        while True:
+        while await self._pause(HEARTBEAT_INTERVAL):
             wall = time.time()
             self.store.statement("UPDATE job_owners SET heartbeat_at = ? WHERE block = ?",
                                  (wall, self.block))
             for ctx in self._ctx.values():
                 ctx.job.heartbeat_at = wall
                 self.store.save(ctx.job)
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -504,9 +518,3 @@ class JobPool:
             await self.store.flush()
             if not self._jobs:
                 return
-
-
-def _iso(ts: float) -> str:
-    from riskterm.timefmt import iso
-
-    return iso(ts)

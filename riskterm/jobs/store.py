@@ -86,8 +86,8 @@ async def write_txn_parts(conn: aiosqlite.Connection, txn: Txn) -> None:
 
 @contextlib.asynccontextmanager
 async def immediate(conn: aiosqlite.Connection) -> Any:
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    try:  # BEGIN inside: if we are cancelled while it runs, it still runs in aiosqlite's thread
+        await conn.execute("BEGIN IMMEDIATE")
         yield
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
@@ -312,7 +312,8 @@ async def load_events(conn: aiosqlite.Connection, job_id: str) -> list[dict[str,
 async def new_block(conn: aiosqlite.Connection, owner: str, wall: float, *, keep: bool) -> int:
     """A number no other pool or CLI call gets: the prefix of the job ids it hands out."""
     cur = await conn.execute(
-        "INSERT INTO job_owners (owner, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO job_owners (owner, host, pid, started_at, heartbeat_at) "
+        "VALUES (?, ?, ?, ?, ?)",
         (owner, HOST, os.getpid(), wall, wall),
     )
     block = cur.lastrowid
@@ -350,8 +351,8 @@ async def purge_finished(conn: aiosqlite.Connection, cutoff: float, wall_cutoff:
     """Delete finished jobs (and their timelines) that finished before cutoff, and answered
     requests older than wall_cutoff."""
     where = f"status IN ({_FINAL_SQL}) AND finished_at < ?"
-    await conn.execute(f"DELETE FROM job_events WHERE job_id IN (SELECT id FROM jobs WHERE {where})",
-                       (cutoff,))
+    await conn.execute(
+        f"DELETE FROM job_events WHERE job_id IN (SELECT id FROM jobs WHERE {where})", (cutoff,))
     cur = await conn.execute(f"DELETE FROM jobs WHERE {where}", (cutoff,))
     await conn.execute("DELETE FROM job_requests WHERE created_at < ?",
                        (wall_cutoff,))

@@ -34,7 +34,8 @@ def _action(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
 
 SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "get_positions": ("Open positions: symbol, signed qty (+long/-short), avg_price, mark, "
-                      "unrealized_pnl, point_value and the working protective stops.", _obj({}, [])),
+                      "unrealized_pnl, point_value and the working protective stops.",
+                      _obj({}, [])),
     "get_working_orders": ("Working orders of the account.", _obj({}, [])),
     "get_pnl_and_limits": ("Balance, equity, start-of-day balance, realized and unrealized P&L of "
                            "the trading day, the account state (active/reducing/halted), "

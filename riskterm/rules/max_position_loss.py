@@ -2,7 +2,8 @@
 
 ``limit`` (< 0) and/or ``limit_pct`` (a fraction of the position's entry notional,
 abs(qty) x avg price x point value, rounded to cents); with both the tighter one applies.
-Checked per (account, symbol); a quote only re-checks the quoted symbol.
+Checked per (account, symbol); a quote only re-checks the quoted symbol, so the pass path is
+O(1): no rounding, allocation or call into the engine.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from riskterm.account import AccountState
+from riskterm.book import Position
 from riskterm.rules.base import Rule
 
 ID = "max_position_loss"
@@ -21,38 +23,48 @@ class MaxPositionLoss(Rule):
 
     def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> None:
         symbol: str = ev["symbol"]
-        name = acct.name
-        engine = self.engine
-        fired = engine.fired
         pos = acct.positions.get(symbol)
-        qty = pos.qty if pos is not None else 0
-        if not qty:
-            if fired:
-                engine.clear(ID, name, symbol)
+        if pos is None or not pos.qty:
+            if self.engine.fired:
+                self.engine.clear(ID, acct.name, symbol)
             return
-        assert pos is not None
+        qty = pos.qty
         mark = pos.mark
         avg = pos.avg_price
         pv = pos.point_value
-        value = 0.0 if mark is None else round((mark - avg) * qty * pv, 2)
+        pnl = 0.0 if mark is None else (mark - avg) * qty * pv
         limit: float | None = params.limit
         pct = params.limit_pct
         if pct is not None:
-            by_pct = round(-pct * abs(qty * avg * pv), 2)
+            by_pct = -pct * abs(qty * avg * pv)
             if limit is None or by_pct > limit:
                 limit = by_pct
         assert limit is not None
-        # pass path: nothing to write and nothing to re-arm -> no call into the engine
+        # pass path: a cent above the limit and the warning cannot round to either
+        if pnl > limit + 0.01:
+            warn_at = params.warn_at
+            if warn_at is None or pnl > warn_at * limit + 0.01:
+                fired = self.engine.fired
+                if not fired or (ID, acct.name, symbol) not in fired:
+                    return
+        self._evaluate(acct, params, pos, pnl, limit)
+
+    def _evaluate(self, acct: AccountState, params: Any, pos: Position, pnl: float,
+                  limit: float) -> None:
+        if params.limit_pct is not None:
+            limit = round(limit, 2)
+        value = round(pnl, 2)
+        name = acct.name
+        symbol = pos.symbol
+        qty = pos.qty
+        engine = self.engine
+        key = (ID, name, symbol)
         if value > limit:
             warn_at = params.warn_at
-            if warn_at is None or value > warn_at * limit:
-                if not fired or (ID, name, symbol) not in fired:
-                    return
-            else:
-                key = (ID, name, symbol)
-                if key in engine.warned and key not in fired:
-                    return
-        elif fired and (ID, name, symbol) in fired:
+            if (warn_at is None or value > warn_at * limit or key in engine.warned) \
+                    and key not in engine.fired:
+                return
+        elif key in engine.fired:
             return
         engine.evaluate(
             ID, params, acct, symbol, value, limit, "le",

@@ -3,11 +3,13 @@
 Notional = abs(qty x price x point value) at the latest mark (the average price before any);
 equity = ``AccountState.live_equity`` (the broker's equity when reported, else balance plus open
 P&L). The rule waits while the equity is unknown or not positive (no ratio to speak of).
-The violation's value is the ratio and its limit max_pct; reduce_position brings the position to
-the largest size within the limit.
+The violation's value is the ratio (rounded to 10 places, so float noise does not decide a breach
+at the limit) and its limit max_pct; reduce_position brings the position to the largest size
+within the limit.
 
 Every open position of the account is re-checked on each event, since the equity moves with
-every mark; with a broker-reported equity a quote re-checks only the quoted symbol.
+every mark; with a broker-reported equity a quote re-checks only the quoted symbol. The pass path
+is a comparison per position with no rounding, allocation or call into the engine.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from riskterm.account import AccountState
+from riskterm.book import Position
 from riskterm.rules.base import Rule
 
 ID = "max_position_value_pct"
+EPS = 1e-9  # more than the rounding to 10 places can move a ratio
 
 
 def _pct(x: float) -> str:
@@ -48,45 +52,56 @@ class MaxPositionValuePct(Rule):
                     mark = p.mark
                     if mark is not None:
                         equity += (mark - p.avg_price) * q * p.point_value
-        elif etype == "quote":
-            # the broker's equity does not move with our marks: only the quoted symbol changed
-            self._check(acct, params, ev["symbol"], positions[ev["symbol"]], equity)
-            return
+            many = True
+        else:
+            # the broker's equity does not move with our marks: a quote changes one position
+            many = etype != "quote"
         if equity <= 0:
             return
-        for symbol, p in positions.items():
-            if p.qty:
-                self._check(acct, params, symbol, p, equity)
+        max_pct: float = params.max_pct
+        warn_at = params.warn_at
+        # pass path bound: a ratio below it is inside the limit and the warning
+        bound = (max_pct if warn_at is None else warn_at * max_pct) - EPS
+        fired = engine.fired
+        if many:
+            for p in positions.values():
+                q = p.qty
+                if q:
+                    mark = p.mark
+                    price = p.avg_price if mark is None else mark
+                    ratio = abs(q * price * p.point_value) / equity
+                    if ratio < bound and (not fired or (ID, acct.name, p.symbol) not in fired):
+                        continue
+                    self._evaluate(acct, params, p, ratio, equity)
+        else:
+            p = positions[ev["symbol"]]
+            mark = p.mark
+            ratio = abs(p.qty * (p.avg_price if mark is None else mark) * p.point_value) / equity
+            if ratio < bound and (not fired or (ID, acct.name, p.symbol) not in fired):
+                return
+            self._evaluate(acct, params, p, ratio, equity)
 
-    def _check(self, acct: AccountState, params: Any, symbol: str, pos: Any,
-               equity: float) -> None:
-        if equity <= 0:
-            return
-        qty = pos.qty
-        mark = pos.mark
-        unit = abs((pos.avg_price if mark is None else mark) * pos.point_value)
-        notional = abs(qty) * unit
-        # rounded to 10 places: float noise in the division must not decide a breach at the limit
-        ratio = round(notional / equity, 10)
+    def _evaluate(self, acct: AccountState, params: Any, pos: Position, ratio: float,
+                  equity: float) -> None:
+        ratio = round(ratio, 10)
         max_pct: float = params.max_pct
         name = acct.name
+        symbol = pos.symbol
+        qty = pos.qty
+        unit = abs((pos.avg_price if pos.mark is None else pos.mark) * pos.point_value)
+        notional = abs(qty) * unit
         engine = self.engine
-        fired = engine.fired
-        # pass path: nothing to write and nothing to re-arm -> no call into the engine
+        key = (ID, name, symbol)
+        target = None
         if ratio <= max_pct:
             warn_at = params.warn_at
-            if warn_at is None or ratio < warn_at * max_pct:
-                if not fired or (ID, name, symbol) not in fired:
-                    return
-            else:
-                key = (ID, name, symbol)
-                if key in engine.warned and key not in fired:
-                    return
-        elif fired and (ID, name, symbol) in fired:
+            if (warn_at is None or ratio < warn_at * max_pct or key in engine.warned) \
+                    and key not in engine.fired:
+                return
+        elif key in engine.fired:
             return
-        target = None
-        if ratio > max_pct:
-            allowed = int(max_pct * equity / unit + 1e-9) if unit > 0 else abs(qty)
+        else:
+            allowed = int(max_pct * equity / unit + EPS) if unit > 0 else abs(qty)
             target = max(0, min(allowed, abs(qty) - 1))
         engine.evaluate(
             ID, params, acct, symbol, ratio, max_pct, "gt",

@@ -1,6 +1,7 @@
 """max_unrealized_profit: one position's unrealized P&L at or above the target.
 
-Checked per (account, symbol); a quote only re-checks the quoted symbol.
+Checked per (account, symbol); a quote only re-checks the quoted symbol, so the pass path is
+O(1): no rounding, allocation or call into the engine.
 """
 
 from __future__ import annotations
@@ -19,30 +20,32 @@ class MaxUnrealizedProfit(Rule):
 
     def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> None:
         symbol: str = ev["symbol"]
+        pos = acct.positions.get(symbol)
+        if pos is None or not pos.qty:
+            if self.engine.fired:
+                self.engine.clear(ID, acct.name, symbol)
+            return
+        mark = pos.mark
+        qty = pos.qty
+        pnl = 0.0 if mark is None else (mark - pos.avg_price) * qty * pos.point_value
+        target: float = params.target
+        # pass path: a cent below the target and the warning cannot round to either
+        if pnl < target - 0.01:
+            warn_at = params.warn_at
+            if warn_at is None or pnl < warn_at * target - 0.01:
+                fired = self.engine.fired
+                if not fired or (ID, acct.name, symbol) not in fired:
+                    return
+        value = round(pnl, 2)
         name = acct.name
         engine = self.engine
-        fired = engine.fired
-        pos = acct.positions.get(symbol)
-        qty = pos.qty if pos is not None else 0
-        if not qty:
-            if fired:
-                engine.clear(ID, name, symbol)
-            return
-        assert pos is not None
-        mark = pos.mark
-        value = 0.0 if mark is None else round((mark - pos.avg_price) * qty * pos.point_value, 2)
-        target: float = params.target
-        # pass path: nothing to write and nothing to re-arm -> no call into the engine
+        key = (ID, name, symbol)
         if value < target:
             warn_at = params.warn_at
-            if warn_at is None or value < warn_at * target:
-                if not fired or (ID, name, symbol) not in fired:
-                    return
-            else:
-                key = (ID, name, symbol)
-                if key in engine.warned and key not in fired:
-                    return
-        elif fired and (ID, name, symbol) in fired:
+            if (warn_at is None or value < warn_at * target or key in engine.warned) \
+                    and key not in engine.fired:
+                return
+        elif key in engine.fired:
             return
         engine.evaluate(
             ID, params, acct, symbol, value, target, "ge",

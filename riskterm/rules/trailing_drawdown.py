@@ -52,30 +52,43 @@ class TrailingDrawdown(Rule):
     def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> None:
         st: dict[str, Any] | None = acct.rule_state.get(ID)
         etype = ev["type"]
-        if etype == "quote":
-            if acct.equity is not None and st is not None:
+        if etype == "quote" and st is not None:
+            # the hot path, inlined: equity from our marks, unless the broker reports it
+            if acct.equity is not None:
                 return  # the broker's equity does not move with our marks
-        elif etype == "fill":
-            if st is not None and ev.get("_realized"):
-                st["unbooked"] += ev["_realized"]
+            balance = acct.balance
+            if balance is None:
+                return
+            equity = balance + st["unbooked"]
+            for p in acct.positions.values():
+                q = p.qty
+                if q:
+                    mark = p.mark
+                    if mark is not None:
+                        equity += (mark - p.avg_price) * q * p.point_value
+        else:
+            if etype == "fill":
+                if st is not None and ev.get("_realized"):
+                    st["unbooked"] += ev["_realized"]
+                    self.engine._dirty_accounts.add(acct.name)
+            elif etype == "account" and st is not None and ev.get("balance") is not None:
+                changed = st["unbooked"] != 0.0
+                st["unbooked"] = 0.0
+                if st["start"] is None:
+                    st["start"] = acct.balance
+                    changed = True
+                if changed:
+                    self.engine._dirty_accounts.add(acct.name)
+            found = self._equity(acct, st)
+            if found is None:
+                return
+            equity = found
+            if st is None:
+                st = acct.rule_state[ID] = {
+                    "mark": equity, "start": acct.balance, "unbooked": 0.0,
+                    "day": acct.trading_day,
+                }
                 self.engine._dirty_accounts.add(acct.name)
-        elif etype == "account" and st is not None and ev.get("balance") is not None:
-            changed = st["unbooked"] != 0.0
-            st["unbooked"] = 0.0
-            if st["start"] is None:
-                st["start"] = acct.balance
-                changed = True
-            if changed:
-                self.engine._dirty_accounts.add(acct.name)
-        equity = self._equity(acct, st)
-        if equity is None:
-            return
-        if st is None:
-            st = acct.rule_state[ID] = {
-                "mark": equity, "start": acct.balance, "unbooked": 0.0,
-                "day": acct.trading_day,
-            }
-            self.engine._dirty_accounts.add(acct.name)
         mark: float = st["mark"]
         if equity > mark and params.mode == "intraday":
             mark = st["mark"] = equity
@@ -83,23 +96,31 @@ class TrailingDrawdown(Rule):
         amount: float = params.amount
         top = mark
         start = st["start"]
-        if params.stop_at_start_balance and start is not None and top > start + amount:
+        if start is not None and top > start + amount and params.stop_at_start_balance:
             top = start + amount
+        drawdown = top - equity
+        # pass path: a cent below the amount and the warning cannot round to either
+        if drawdown < amount - 0.01:
+            warn_at = params.warn_at
+            if warn_at is None or drawdown < warn_at * amount - 0.01:
+                fired = self.engine.fired
+                if not fired or (ID, acct.name, None) not in fired:
+                    return
+        self._judge(acct, params, equity, mark, top, start)
+
+    def _judge(self, acct: AccountState, params: Any, equity: float, mark: float, top: float,
+               start: float | None) -> None:
+        amount: float = params.amount
         value = round(top - equity, 2)
         name = acct.name
         engine = self.engine
-        fired = engine.fired
-        # pass path: nothing to write and nothing to re-arm -> no call into the engine
+        key = (ID, name, None)
         if value < amount:
             warn_at = params.warn_at
-            if warn_at is None or value < warn_at * amount:
-                if not fired or (ID, name, None) not in fired:
-                    return
-            else:
-                key = (ID, name, None)
-                if key in engine.warned and key not in fired:
-                    return
-        elif fired and (ID, name, None) in fired:
+            if (warn_at is None or value < warn_at * amount or key in engine.warned) \
+                    and key not in engine.fired:
+                return
+        elif key in engine.fired:
             return
 
         def message(v: float) -> str:

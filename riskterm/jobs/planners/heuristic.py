@@ -99,7 +99,7 @@ def plan(snapshot: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], st
             if losers:
                 worst = min(losers, key=lambda p: (p["unrealized_pnl"], p["symbol"]))
                 sym = worst["symbol"]
-                cut(sym, held[sym], f"the day's P&L {pnl:.2f} is within {warn:.0%} of the "
+                cut(sym, held[sym], f"the day's P&L {pnl:.2f} is at {pnl / limit:.0%} of the "
                     f"{rule} limit {limit:.2f}; {sym} is the worst loser "
                     f"({worst['unrealized_pnl']:.2f})")
             else:
