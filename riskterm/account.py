@@ -10,13 +10,16 @@ from riskterm.book import Order, Position
 class AccountState:
     __slots__ = (
         "balance",
+        "drift",
         "equity",
         "name",
         "orders",
         "positions",
+        "quote_rules",
         "realized",
         "rule_state",
         "rules",
+        "slack",
         "sod_balance",
         "sod_from_event",
         "state",
@@ -36,6 +39,11 @@ class AccountState:
         self.trading_day: str | None = None
         self.state = "active"  # active / reducing / halted, derived from lockouts
         self.rule_state: dict[str, Any] = {}  # per-rule counters that must survive a restart
+        # quote gate: the quote rules report how far P&L may move before any of them could
+        # change its outcome (slack); quotes that move it less in total (drift) skip them
+        self.quote_rules: list[tuple[Any, Any]] = []
+        self.slack = 0.0
+        self.drift = 0.0
 
     @property
     def unrealized(self) -> float:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from riskterm.engine import Engine
 
 IN_FLIGHT_SECONDS = 5.0
+RETRY_DELAYS = (1.0, 3.0)  # engine-clock seconds before the 2nd and 3rd attempt of a failed action
 
 
 def _close_side(qty: int) -> str:
@@ -112,7 +113,24 @@ class Enforcer:
         handler = getattr(self, f"_do_{action}", None)
         if handler is None or action == "alert":
             return None
-        return handler(rule, acct, symbol, order_id, target_qty, **extra)
+        rec = handler(rule, acct, symbol, order_id, target_qty, **extra)
+        attempt = extra.pop("_attempt", 1)
+        if rec is not None and rec["status"] == "failed" and attempt <= len(RETRY_DELAYS):
+            # the violation stands; try again later (the retry re-checks what is still needed)
+            rec["detail"] += f" (attempt {attempt}, retrying in {RETRY_DELAYS[attempt - 1]:g}s)"
+            retry = (action, rule, acct.name, symbol, order_id, target_qty,
+                     {**extra, "_attempt": attempt + 1})
+            self.engine.schedule(self.engine.clock + RETRY_DELAYS[attempt - 1], self._retry,
+                                 retry)
+        elif rec is not None and rec["status"] == "failed":
+            rec["detail"] += f" (attempt {attempt}, giving up)"
+        return rec
+
+    def _retry(self, args: tuple[Any, ...]) -> None:
+        action, rule, account, symbol, order_id, target_qty, extra = args
+        acct = self.engine.accounts.get(account)
+        if acct is not None:
+            self.run(action, rule, acct, symbol, order_id, target_qty, **extra)
 
     def _do_cancel_order(self, rule, acct, symbol, order_id, target_qty, **_):
         name = acct.name

@@ -37,6 +37,7 @@ class _LockSpec:
 
 
 NO_LOCKOUT = _LockSpec("none")
+INF = float("inf")
 PRICE_HISTORY = 50
 
 
@@ -148,6 +149,7 @@ class Engine:
         self.dispatch = dispatch
         for acct in self.accounts.values():
             acct.rules = config.rules_for(acct.name)
+            self._gate(acct)
             for pos in acct.positions.values():
                 pos.point_value = self._point_value(acct.name, pos.symbol)
         if self.started:
@@ -238,7 +240,13 @@ class Engine:
             self._new_day(acct, day)
         self.schedule(self.calendar.next_reset(self.clock), self._daily_reset)
 
+    def _gate(self, acct: AccountState) -> None:
+        acct.quote_rules = [(r, acct.rules[r.id]) for r in self.dispatch.get("quote", ())
+                            if r.id in acct.rules]
+        acct.slack = 0.0
+
     def _new_day(self, acct: AccountState, day: str) -> None:
+        acct.slack = 0.0
         acct.new_day(day)
         self._dirty_accounts.add(acct.name)
         for rule in self.rules.values():
@@ -266,6 +274,9 @@ class Engine:
             acct.state = self.lockouts.state(name)
             self.accounts[name] = acct
             self._dirty_accounts.add(name)
+            self._gate(acct)
+        else:
+            acct.slack = 0.0  # anything but a quote may move P&L or limits: re-check next quote
         return acct
 
     def _point_value(self, account: str, symbol: str) -> float:
@@ -409,15 +420,27 @@ class Engine:
         holders = self.holders.get(symbol)
         if not holders:
             return
-        rules = self.dispatch.get("quote")
+        accounts = self.accounts
+        gated = bool(self.dispatch.get("quote"))
         for account, pos in list(holders.items()):
+            old = pos.mark
             pos.mark = mark
-            if rules:
-                acct = self.accounts[account]
-                for rule in rules:
-                    params = acct.rules.get(rule.id)
-                    if params is not None:
-                        rule.check(ev, acct, params)
+            acct = accounts[account]
+            if not gated or not acct.quote_rules:
+                continue
+            if old is not None:
+                acct.drift += abs((mark - old) * pos.qty * pos.point_value)
+                if acct.drift < acct.slack:
+                    continue  # no quote rule can change its outcome yet
+            slack = INF
+            for rule, params in acct.quote_rules:
+                room = rule.check(ev, acct, params)
+                if room is None:
+                    slack = 0.0
+                elif room < slack:
+                    slack = room
+            acct.slack = slack
+            acct.drift = 0.0
 
     def _on_connection(self, ev: dict[str, Any]) -> None:
         if "account" in ev:

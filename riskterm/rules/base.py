@@ -25,7 +25,15 @@ class Rule:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> None:
+    def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> float | None:
+        """Evaluate the rule for this event.
+
+        Quote rules may return their slack: how many dollars the account's (or any one
+        position's) P&L can move, in either direction, before this rule's outcome could change
+        (a breach, a warning, a re-arm, a new high-water mark). The engine then skips the
+        account's quote rules until the marks have moved that much. None means "check me on
+        every quote".
+        """
         raise NotImplementedError
 
     def on_new_day(self, acct: AccountState, params: Any) -> None:

@@ -21,6 +21,7 @@ from riskterm.account import AccountState
 from riskterm.rules.base import Rule
 
 ID = "daily_total_loss"
+INF = float("inf")
 
 
 class DailyTotalLoss(Rule):
@@ -28,7 +29,7 @@ class DailyTotalLoss(Rule):
     # quote: marks move; fill/position: P&L and sizes change; account: start-of-day balance
     events = ("quote", "fill", "position", "account")
 
-    def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> None:
+    def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> float | None:
         limit: float | None = params.limit
         pct = params.limit_pct
         if pct is not None:
@@ -38,7 +39,7 @@ class DailyTotalLoss(Rule):
                 if limit is None or by_pct > limit:
                     limit = by_pct
             if limit is None:
-                return
+                return INF  # waits for a balance, which comes with an event that re-checks
         assert limit is not None
         total = acct.realized
         for p in acct.positions.values():
@@ -53,8 +54,17 @@ class DailyTotalLoss(Rule):
             if warn_at is None or total > warn_at * limit + 0.01:
                 fired = self.engine.fired
                 if not fired or (ID, acct.name, None) not in fired:
-                    return
+                    return self._room(acct, params, total, limit)
         self._evaluate(acct, params, total, limit)
+        return self._room(acct, params, total, limit)
+
+    def _room(self, acct: AccountState, params: Any, total: float, limit: float) -> float:
+        """Dollars P&L may move either way before the outcome could change (the quote gate)."""
+        room = abs(total - limit)
+        warn_at = params.warn_at
+        if warn_at is not None and (ID, acct.name, None) not in self.engine.warned:
+            room = min(room, abs(total - warn_at * limit))
+        return room - 0.01
 
     def _evaluate(self, acct: AccountState, params: Any, total: float, limit: float) -> None:
         if params.limit_pct is not None:

@@ -15,19 +15,20 @@ from riskterm.book import Position
 from riskterm.rules.base import Rule
 
 ID = "max_position_loss"
+INF = float("inf")
 
 
 class MaxPositionLoss(Rule):
     id = ID
     events = ("quote", "fill", "position")
 
-    def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> None:
+    def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> float | None:
         symbol: str = ev["symbol"]
         pos = acct.positions.get(symbol)
         if pos is None or not pos.qty:
             if self.engine.fired:
                 self.engine.clear(ID, acct.name, symbol)
-            return
+            return None
         qty = pos.qty
         mark = pos.mark
         avg = pos.avg_price
@@ -46,8 +47,36 @@ class MaxPositionLoss(Rule):
             if warn_at is None or pnl > warn_at * limit + 0.01:
                 fired = self.engine.fired
                 if not fired or (ID, acct.name, symbol) not in fired:
-                    return
+                    return self._slack(acct, params) if ev["type"] == "quote" else None
         self._evaluate(acct, params, pos, pnl, limit)
+        return self._slack(acct, params) if ev["type"] == "quote" else None
+
+    def _slack(self, acct: AccountState, params: Any) -> float | None:
+        """The smallest distance of any open position to its limit or warning (quote gate)."""
+        engine = self.engine
+        name = acct.name
+        warn_at = params.warn_at
+        room = INF
+        for symbol, p in acct.positions.items():
+            qty = p.qty
+            if not qty:
+                continue
+            if p.mark is None:
+                return None
+            pv = p.point_value
+            pnl = (p.mark - p.avg_price) * qty * pv
+            limit: float | None = params.limit
+            if params.limit_pct is not None:
+                by_pct = -params.limit_pct * abs(qty * p.avg_price * pv)
+                if limit is None or by_pct > limit:
+                    limit = by_pct
+            assert limit is not None
+            gap = abs(pnl - limit)
+            if warn_at is not None and (ID, name, symbol) not in engine.warned:
+                gap = min(gap, abs(pnl - warn_at * limit))
+            if gap < room:
+                room = gap
+        return room - 0.01
 
     def _evaluate(self, acct: AccountState, params: Any, pos: Position, pnl: float,
                   limit: float) -> None:

@@ -27,6 +27,7 @@ from riskterm.account import AccountState
 from riskterm.rules.base import Rule
 
 ID = "trailing_drawdown"
+INF = float("inf")
 
 
 class TrailingDrawdown(Rule):
@@ -49,16 +50,16 @@ class TrailingDrawdown(Rule):
                     equity += (mark - p.avg_price) * q * p.point_value
         return equity
 
-    def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> None:
+    def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> float | None:
         st: dict[str, Any] | None = acct.rule_state.get(ID)
         etype = ev["type"]
         if etype == "quote" and st is not None:
             # the hot path, inlined: equity from our marks, unless the broker reports it
             if acct.equity is not None:
-                return  # the broker's equity does not move with our marks
+                return INF  # the broker's equity does not move with our marks
             balance = acct.balance
             if balance is None:
-                return
+                return INF  # nothing to judge until a balance arrives (an account event)
             equity = balance + st["unbooked"]
             for p in acct.positions.values():
                 q = p.qty
@@ -81,7 +82,7 @@ class TrailingDrawdown(Rule):
                     self.engine._dirty_accounts.add(acct.name)
             found = self._equity(acct, st)
             if found is None:
-                return
+                return None
             equity = found
             if st is None:
                 st = acct.rule_state[ID] = {
@@ -105,8 +106,21 @@ class TrailingDrawdown(Rule):
             if warn_at is None or drawdown < warn_at * amount - 0.01:
                 fired = self.engine.fired
                 if not fired or (ID, acct.name, None) not in fired:
-                    return
+                    return self._room(acct, params, drawdown, mark - equity)
         self._judge(acct, params, equity, mark, top, start)
+        return self._room(acct, params, drawdown, mark - equity)
+
+    def _room(self, acct: AccountState, params: Any, drawdown: float, below_mark: float) -> float:
+        """Dollars equity may move before a breach, a warning, a re-arm or (intraday) a new
+        high-water mark (the quote gate)."""
+        amount: float = params.amount
+        room = abs(amount - drawdown)
+        warn_at = params.warn_at
+        if warn_at is not None and (ID, acct.name, None) not in self.engine.warned:
+            room = min(room, abs(warn_at * amount - drawdown))
+        if params.mode == "intraday":
+            room = min(room, below_mark)
+        return room - 0.01
 
     def _judge(self, acct: AccountState, params: Any, equity: float, mark: float, top: float,
                start: float | None) -> None:

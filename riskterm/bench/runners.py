@@ -1,0 +1,64 @@
+"""One function per benchmark of `riskterm bench` (CONTRACT §3), called by bench.main as
+``runner(config, size)``: ``size`` is the --max-events value (None: the full default size) and
+each returns the contract's keys for its benchmark.
+
+Sizes when --max-events N is given (a quick run, e.g. the CI smoke test):
+replay N events; latency N events at 10,000/s; jobs N no-op jobs; rules iteration counts
+scaled by N; memory a replay of N events; ui 1.5 s of dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from riskterm.config import RulesConfig
+
+REPLAY_EVENTS = 200_000
+JOBS = 5_000
+UI_SECONDS = 5.0
+UI_SECONDS_QUICK = 1.5
+
+
+def replay(config: RulesConfig, size: int | None) -> dict[str, Any]:
+    from riskterm.bench.replay import bench_replay
+
+    r = bench_replay(config, size or REPLAY_EVENTS)
+    return {k: r[k] for k in ("events", "events_per_s", "json_loads_per_s", "ratio")}
+
+
+def latency(config: RulesConfig, size: int | None) -> dict[str, Any]:
+    from riskterm.bench.latency import bench_latency
+
+    return bench_latency(config, size or None)
+
+
+def jobs(config: RulesConfig, size: int | None) -> dict[str, Any]:
+    from riskterm.jobs.bench import bench_noop_jobs
+
+    n = size or JOBS
+    with tempfile.TemporaryDirectory(prefix="riskterm-bench-") as tmp:
+        r = asyncio.run(bench_noop_jobs(n, Path(tmp) / "jobs.db"))
+    return {k: r[k] for k in ("jobs", "jobs_per_s", "start_p50_ms", "start_p99_ms")}
+
+
+def rules(config: RulesConfig, size: int | None) -> dict[str, Any]:
+    from riskterm.bench.rules_micro import bench_rules
+
+    return bench_rules(size or None)
+
+
+def memory(config: RulesConfig, size: int | None) -> dict[str, Any]:
+    from riskterm.bench.memory import EVENTS, bench_memory
+
+    return bench_memory(config.path, size or EVENTS)
+
+
+def ui(config: RulesConfig, size: int | None) -> dict[str, Any]:
+    from riskterm.tui.bench import bench_ui  # Textual is imported only for this benchmark
+
+    seconds = UI_SECONDS_QUICK if size else UI_SECONDS
+    r = asyncio.run(bench_ui(seconds))
+    return {k: r[k] for k in ("rate", "key_p95_ms", "lag_p99_ms")}
