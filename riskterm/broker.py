@@ -8,6 +8,7 @@ cannot execute (a file, stdin) is paired with DryRunBroker and every enforcement
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -78,7 +79,7 @@ class DryRunBroker:
     executes = False
 
     def __init__(self) -> None:
-        self.commands: list[Command] = []
+        self.commands: deque[Command] = deque(maxlen=1000)  # the latest, for inspection
 
     def submit(self, command: Command) -> None:
         self.commands.append(command)

@@ -5,15 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
+_cache: dict[int, str] = {}
+
+
 def iso(ts: float) -> str:
     """Format epoch seconds as ISO-8601 UTC with a Z suffix (milliseconds only when present)."""
-    dt = datetime.fromtimestamp(ts, UTC)
-    ms = round((ts - int(ts)) * 1000) if ts >= 0 else dt.microsecond // 1000
-    if ms >= 1000:
-        ms = 0
-        dt = datetime.fromtimestamp(round(ts), UTC)
-    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{ms:03d}Z" if ms else f"{base}Z"
+    ms = round(ts * 1000)
+    sec, frac = divmod(ms, 1000)
+    base = _cache.get(sec)
+    if base is None:
+        if len(_cache) > 4096:  # records come in time order: a small cache of seconds suffices
+            _cache.clear()
+        base = _cache[sec] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac:03d}Z" if frac else f"{base}Z"
 
 
 def parse_iso(text: str) -> float:
