@@ -90,13 +90,22 @@ def _err(text: str) -> None:
     print(f"riskterm: {text}", file=sys.stderr, flush=True)
 
 
+def _too_deep(path: Any) -> str:
+    # the YAML parser recurses per nesting level; a file nested thousands deep is invalid
+    return f"{path}:1:1: invalid YAML: nested too deeply"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.command == "check-rules":
             from riskterm.config import check_rules_main
 
-            return check_rules_main(args.path)
+            try:  # the streams of now (not of import time), so redirections are honoured
+                return check_rules_main(args.path, sys.stdout, sys.stderr)
+            except RecursionError:
+                print(_too_deep(args.path), file=sys.stderr)
+                return EXIT_USAGE
         if args.command == "unlock":
             return asyncio.run(_unlock(args))
         if args.command == "jobs":
@@ -194,6 +203,9 @@ def _run(args: argparse.Namespace) -> int:
     except RulesError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
+    except RecursionError:
+        print(_too_deep(rules_path), file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         _err(f"cannot read rules file {rules_path}: {exc}")
         return EXIT_USAGE
@@ -226,14 +238,18 @@ def _stdout_sink(batch: list[tuple[dict[str, Any], str]]) -> None:
 async def run_headless(opts: Any, config: Any, *, announce_db: bool = False) -> int:
     from riskterm.db import DatabaseError
     from riskterm.host import EngineHost
+    from riskterm.jobs.store import StorageError as JobStorageError
     from riskterm.recorder import StorageError
 
+    storage_errors = (StorageError, JobStorageError, DatabaseError)
     default_speed = 1.0 if opts.is_live else 0.0
     host = EngineHost(opts, config, sinks=[_stdout_sink], default_speed=default_speed)
     try:
         await host.open()
-    except DatabaseError as exc:
-        _err(str(exc))
+    except storage_errors as exc:  # unwritable, read-only or full: say why, exit 1
+        text = str(exc)
+        _err(text if str(opts.db_path) in text else f"database {opts.db_path}: {text}")
+        await _abandon(host)
         return 1
     if announce_db:
         _err(f"database: {opts.db_path}")
@@ -265,9 +281,33 @@ async def run_headless(opts: Any, config: Any, *, announce_db: bool = False) -> 
         if host.failure is not None:
             raise host.failure
         await host.finish(wait_for_jobs=host.stop_code is None and not opts.is_live)
-    except (StorageError, DatabaseError) as exc:
+    except storage_errors as exc:
         _err(f"stopping: {exc}")
-        await host.close()
+        unwritten = getattr(exc, "unwritten", 0) + len(getattr(host.engine, "_records", ()))
+        note = "every record reported on stdout before this is in the database"
+        if unwritten:
+            note += f"; {unwritten} later record(s) could not be written and were not reported"
+        if opts.replay_path is not None:
+            note += "; run the same replay on this database again to resume where it stopped"
+        _err(note)
+        await _abandon(host)
         return 1
     await host.close()
     return host.stop_code or 0
+
+
+async def _abandon(host: Any) -> None:
+    """After a storage failure: stop every task and close both database connections without
+    trying to write again (a graceful stop would wait forever on a full or read-only disk).
+    Unclosed aiosqlite connections keep non-daemon threads that would hang the exit."""
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=5)
+    pool = getattr(host, "pool", None)
+    for conn in (getattr(pool, "conn", None), getattr(host, "conn", None)):
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=5)

@@ -6,6 +6,7 @@ one transaction; a database from a newer riskterm is refused rather than guessed
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -65,6 +66,10 @@ async def open_db(path: str | Path) -> aiosqlite.Connection:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Probe synchronously first: when aiosqlite's connect fails, its worker thread reports
+        # back to the event loop later and, if the loop has closed by then (we exit at once),
+        # prints a stray traceback. A file that cannot be opened fails here instead.
+        sqlite3.connect(str(path)).close()
         conn = await aiosqlite.connect(str(path), isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
         raise DatabaseError(f"cannot open database {path}: {exc}") from exc
@@ -107,6 +112,8 @@ async def migrate(conn: aiosqlite.Connection) -> int:
             await conn.execute(f"PRAGMA user_version = {number}")
             await conn.execute("COMMIT")
         except BaseException:
-            await conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (an I/O error, a full disk): keep the real error
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
             raise
     return len(migrations)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,44 @@ Sink = Callable[[list[tuple[dict[str, Any], str]]], None]
 
 class StorageError(Exception):
     """The database could not be written (disk full, read-only, locked for too long)."""
+
+    def __init__(self, message: str, unwritten: int = 0) -> None:
+        super().__init__(message)
+        self.unwritten = unwritten  # records of the failed commit (never reported)
+
+
+# Another process holding a write transaction (the sqlite3 shell, a backup, `riskterm unlock`)
+# makes BEGIN IMMEDIATE wait busy_timeout (5 s) and then fail with "database is locked". The
+# recorder keeps the batch and tries again until LOCKED_PATIENCE has passed: a long lock delays
+# the records (ingest waits through backpressure) but loses none.
+LOCKED_PATIENCE = 60.0
+LOCKED_RETRY = 0.05
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def dumps(rec: dict[str, Any]) -> str:
+    """A record as strict JSON. Finite but enormous prices can overflow the engine's P&L to
+    inf/nan; JSON has no such numbers, so they become null (the message still says -inf)."""
+    try:
+        return json.dumps(rec, allow_nan=False)
+    except ValueError:
+        for key, value in rec.items():  # in place: the sinks get the record as stored
+            rec[key] = _finite(value)
+        return json.dumps(rec, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _record_row(rec: dict[str, Any], body: str) -> tuple[Any, ...]:
@@ -44,11 +83,19 @@ class Recorder:
             changes = self.engine.take_changes()
             if not changes:
                 return 0
-            bodies = [json.dumps(rec) for rec in changes.records]
-            try:
-                await self._write(changes, bodies)
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot write to the database: {exc}") from exc
+            bodies = [dumps(rec) for rec in changes.records]
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + LOCKED_PATIENCE
+            while True:
+                try:
+                    await self._write(changes, bodies)
+                    break
+                except sqlite3.Error as exc:
+                    if _locked(exc) and loop.time() < deadline:
+                        await asyncio.sleep(LOCKED_RETRY)
+                        continue
+                    raise StorageError(f"cannot write to the database: {exc}",
+                                       len(bodies)) from exc
             self.commits += 1
         if changes.records:
             batch = list(zip(changes.records, bodies, strict=True))
@@ -108,12 +155,19 @@ class Recorder:
 
     async def write_record(self, rec: dict[str, Any]) -> None:
         """Commit one record that is not the engine's (the summary), then report it."""
-        body = json.dumps(rec)
+        body = dumps(rec)
         async with self._lock:
-            try:
-                await self.conn.execute(INSERT_RECORD, _record_row(rec, body))
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot write to the database: {exc}") from exc
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + LOCKED_PATIENCE
+            while True:
+                try:
+                    await self.conn.execute(INSERT_RECORD, _record_row(rec, body))
+                    break
+                except sqlite3.Error as exc:
+                    if _locked(exc) and loop.time() < deadline:
+                        await asyncio.sleep(LOCKED_RETRY)
+                        continue
+                    raise StorageError(f"cannot write to the database: {exc}", 1) from exc
         for sink in self.sinks:
             sink([(rec, body)])
 

@@ -11,11 +11,11 @@ from rich.console import RenderableType
 from rich.text import Text
 
 from riskterm.tui import formatting as fmt
-from riskterm.tui.keyed_table import KeyedTable
+from riskterm.tui.live_table import LiveTable
 from riskterm.tui.view import AccountRow
 
 
-class AccountsTable(KeyedTable):
+class AccountsTable(LiveTable):
     COLUMNS = (
         ("account", "Account", 15),
         ("state", "State", 10),
@@ -25,7 +25,7 @@ class AccountsTable(KeyedTable):
         ("unrealized", "Unrealized", 10),
         ("total", "P&L today", 10),
         ("limit", "Daily limit used", 16),
-        ("lockout", "Lockout", 34),
+        ("lockout", "Lockout", 40),
     )
 
     def __init__(self, tz: ZoneInfo, **kw: Any) -> None:

@@ -14,7 +14,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import App
@@ -41,6 +41,11 @@ from riskterm.tui.screens.violations import ViolationsScreen
 from riskterm.tui.settings import AppSettings
 from riskterm.tui.status_bar import StatusInfo
 from riskterm.tui.view import account_rows, severity
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+    from riskterm.engine import Engine
 
 DASHBOARD_SPEED = 1.0  # a replay in the dashboard plays in real time unless --speed says otherwise
 
@@ -76,7 +81,7 @@ class RiskTermApp(App[int]):
                                default_speed=DASHBOARD_SPEED)
         self.pnl = PnlHistory(settings.pnl_step_s)
         self.jobs: JobSource = NoJobSource()
-        self.reader: Any = None
+        self.reader: aiosqlite.Connection | None = None
         self.engine_state = "starting"
         self.exit_code = 0
         self.failure: str | None = None
@@ -91,16 +96,18 @@ class RiskTermApp(App[int]):
         self.rules_error: str | None = None
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._engine_worker: Worker[None] | None = None
-        self._closed = False
+        self._engine_closed = False
+        self._visited_modes: set[str] = {self.DEFAULT_MODE}
+        self._built_switch = False
         if settings.deterministic:
             self.animation_level = "none"
 
     # -- life cycle ----------------------------------------------------------------------------
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Engine | None:
         """The engine once the host is open, else None."""
-        return getattr(self.host, "engine", None) if self.engine_state != "starting" else None
+        return None if self.engine_state == "starting" else getattr(self.host, "engine", None)
 
     def on_mount(self) -> None:
         if self.settings.keymap:
@@ -112,16 +119,16 @@ class RiskTermApp(App[int]):
         host = self.host
         try:
             await host.open()
-        except DatabaseError as exc:
-            self._fail(str(exc))
+        except Exception as exc:  # a database or job pool that cannot start: say why, stay up
+            self._fail(f"the engine could not start: {exc}")
             return
         self.pnl.attach(host.engine)
-        self.jobs = job_source_for(host.pool)
         assert self.opts.db_path is not None
         try:
             self.reader = await open_reader(self.opts.db_path)
-        except Exception as exc:  # the history screen says so; the engine runs on
+        except Exception as exc:  # the history and job screens stay empty; the engine runs on
             self._diagnostic(f"cannot open the database for reading: {exc}")
+        self.jobs = job_source_for(host.pool, self.reader)
         self.engine_state = "live"
         self.post_message(EngineStarted())
         error = None
@@ -133,13 +140,16 @@ class RiskTermApp(App[int]):
             error = str(host.failure)
         self.post_message(SourceEnded(error))
 
+    async def wait_for_source(self) -> None:
+        """Wait until the source has ended (a replay's last line is processed and committed)."""
+        if self._engine_worker is not None:
+            await self.workers.wait_for_complete([self._engine_worker])
+
     def on_source_ended(self, message: SourceEnded) -> None:
         if message.error is not None:
             self._fail(message.error)
         elif self.engine_state == "live":
-            self.engine_state = "ended"
-            self.notify("The source has ended; the last state stays on screen.",
-                        title="Source ended")
+            self.engine_state = "ended"  # the status bar says so; the last state stays on screen
         self.refresh_now()
 
     def on_engine_started(self, message: EngineStarted) -> None:
@@ -155,9 +165,9 @@ class RiskTermApp(App[int]):
 
     async def shutdown_engine(self) -> None:
         """Clean shutdown: stop the source, commit what is pending, close the database."""
-        if self._closed:
+        if self._engine_closed:
             return
-        self._closed = True
+        self._engine_closed = True
         host = self.host
         host.request_stop()
         worker = self._engine_worker
@@ -171,10 +181,14 @@ class RiskTermApp(App[int]):
                 self.exit_code = 1
                 self._diagnostic(f"stopping: {exc}")
             await host.close()
-        if self.reader is not None:
+        reader, self.reader = self.reader, None
+        self.jobs = NoJobSource()
+        for worker in list(self.workers):  # reads in flight would find the reader closed
+            if worker is not self._engine_worker:
+                worker.cancel()
+        if reader is not None:
             with contextlib.suppress(Exception):
-                await self.reader.close()
-            self.reader = None
+                await reader.close()
 
     async def on_unmount(self) -> None:
         await self.shutdown_engine()
@@ -183,7 +197,8 @@ class RiskTermApp(App[int]):
         self.engine_state = "stopping"
         self.refresh_now()
         await self.shutdown_engine()
-        self.exit(self.exit_code or self.host.stop_code or 0)
+        code = self.exit_code or self.host.stop_code or 0
+        self.exit(code, return_code=code)
 
     # -- what the engine side sends ------------------------------------------------------------
 
@@ -237,8 +252,10 @@ class RiskTermApp(App[int]):
 
     def refresh_now(self) -> None:
         """Flush the folded state to the screen on top."""
+        if not self.is_running:  # shutting down: the screens are being taken apart
+            return
         screen = self.live_screen()
-        if screen is None or not screen.is_mounted:
+        if screen is None or not screen.ready:
             return
         engine = self.engine
         with self.batch_update():
@@ -259,10 +276,22 @@ class RiskTermApp(App[int]):
 
     def action_show(self, mode: str) -> None:
         if self.current_mode != mode:
-            self.switch_mode(mode)
+            self._built_switch = mode in self._visited_modes
+            self._visited_modes.add(mode)
+            try:
+                self.switch_mode(mode)
+            finally:
+                self._built_switch = False
         else:  # e.g. j on a job's detail: back to the queue
             while len(self.screen_stack) > 1:
                 self.pop_screen()
+
+    def delay_update(self, delay: float = 0.05) -> None:
+        # Textual holds painting for 50 ms on a mode switch, to hide a screen that builds as it
+        # appears. A screen seen before is built and gets its data in its resume handler, before
+        # the first paint: the pause would only add 50 ms to every key press.
+        if not self._built_switch:
+            super().delay_update(delay)
 
     def action_back(self) -> None:
         if len(self.screen_stack) > 1:
@@ -275,21 +304,23 @@ class RiskTermApp(App[int]):
         account = screen.selected_account() if screen is not None else None
         return account or self.selected_account
 
-    def _need_account(self) -> str | None:
-        if self.engine is None:
-            self.notify("The engine is still starting.", severity="warning")
+    def _need_account(self) -> tuple[Engine, str] | None:
+        engine = self.engine
+        if engine is None:
+            self.notify("The engine is not running.", severity="warning")
             return None
         account = self.target_account()
-        if account is None or account not in self.engine.accounts:
+        if account is None or account not in engine.accounts:
             self.notify("Select an account first (on the dashboard).", severity="warning")
             return None
-        return account
+        return engine, account
 
     def action_flatten(self) -> None:
-        account = self._need_account()
-        if account is None:
+        target = self._need_account()
+        if target is None:
             return
-        acct = self.engine.accounts[account]
+        engine, account = target
+        acct = engine.accounts[account]
         positions = [f"{p.qty:+d} {s}" for s, p in sorted(acct.positions.items()) if p.qty]
         body = Text()
         body.append(f"Flatten {account}?\n\n", style="bold")
@@ -305,7 +336,7 @@ class RiskTermApp(App[int]):
 
     def flatten(self, account: str) -> dict[str, Any] | None:
         """Flatten now (after the confirmation): one enforcement record with rule manual."""
-        records = self.engine.execute_action(account, "flatten", rule="manual")
+        records = self.host.engine.execute_action(account, "flatten", rule="manual")
         rec = records[0] if records else None
         if rec is None:
             self.notify(f"{account}: nothing was sent.", severity="warning")
@@ -317,10 +348,11 @@ class RiskTermApp(App[int]):
         return rec
 
     def action_unlock(self) -> None:
-        account = self._need_account()
-        if account is None:
+        target = self._need_account()
+        if target is None:
             return
-        locks = self.engine.lockouts.active(account)
+        engine, account = target
+        locks = engine.lockouts.active(account)
         if not locks:
             self.notify(f"{account} has no active lockout.", severity="warning")
             return
@@ -337,16 +369,17 @@ class RiskTermApp(App[int]):
         self.push_screen(ConfirmScreen(f"Unlock {account}", body, "Unlock"), done)
 
     def unlock(self, account: str) -> int:
-        count = self.engine.unlock(account)
+        count = self.host.engine.unlock(account)
         self.notify(f"{account}: {count} lockout{'s' if count != 1 else ''} lifted.",
                     title="Unlocked")
         self.refresh_now()
         return count
 
     async def action_enqueue(self) -> None:
-        account = self._need_account()
-        if account is None:
+        target = self._need_account()
+        if target is None:
             return
+        _, account = target
         try:
             job_id, duplicate = await self.jobs.enqueue(account)
         except JobError as exc:
@@ -402,7 +435,7 @@ class RiskTermApp(App[int]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.settings.keymap))
 
 
 

@@ -13,7 +13,7 @@ from riskterm.tui.view import AccountRow
 
 class HaltBanner(Static):
     DEFAULT_CSS = """
-    HaltBanner { height: auto; max-height: 3; background: $error; color: $text; padding: 0 1;
+    HaltBanner { height: 2; background: $error; color: $text; padding: 0 1;
                  text-style: bold; display: none; }
     HaltBanner.-halted { display: block; }
     HaltBanner.-reducing { display: block; background: $warning; color: black; }
@@ -31,14 +31,22 @@ class HaltBanner(Static):
             return
         self._shown = locked
         halted = [x for x in locked if x[1] == "halted"]
+        shown = self.has_class("-halted") or self.has_class("-reducing")
         self.set_class(bool(halted), "-halted")
         self.set_class(bool(locked) and not halted, "-reducing")
-        text = Text(no_wrap=False)
-        for i, (account, state, rule, until) in enumerate(locked):
-            if i:
+        text = Text(no_wrap=False, overflow="ellipsis")
+        for state, glyph in (("halted", "⛔"), ("reducing", "⚠")):
+            group = [x for x in locked if x[1] == state]
+            if not group:
+                continue
+            if text:
                 text.append("   ")
-            text.append(f"{'⛔' if state == 'halted' else '⚠'} {account} {state.upper()}")
-            when = fmt.until(until, now, self.tz)
-            text.append(f" ({rule}, {'permanent' if until is None else 'until ' + when})",
-                        style="not bold")
-        self.update(text)
+            text.append(f"{glyph} {len(group)} {state.upper()}: ")
+            for i, (account, _, rule, until) in enumerate(group):
+                if i:
+                    text.append(" · ", style="not bold")
+                text.append(account)
+                when = "permanent" if until is None else "until " + fmt.until(until, now, self.tz)
+                text.append(f" ({rule}, {when})", style="not bold")
+        # a fixed height: only showing or hiding the banner moves the rest of the screen
+        self.update(text, layout=bool(locked) != shown)

@@ -5,6 +5,7 @@ run beside the recorder's commits without seeing a half-written batch)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from bisect import bisect_left
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -14,6 +15,8 @@ import aiosqlite
 from riskterm.tui.formatting import parse_ts
 
 KINDS = ("violation", "warning")
+#: what a read can raise: a locked or damaged database, or the reader closed at shutdown
+READ_ERRORS = (sqlite3.Error, ValueError)
 FOLLOW_GAP = 32  # a violation's enforcements and lockout are written right after it
 
 

@@ -10,7 +10,7 @@ from rich.console import RenderableType
 from rich.text import Text
 
 from riskterm.tui import formatting as fmt
-from riskterm.tui.keyed_table import KeyedTable
+from riskterm.tui.live_table import LiveTable
 
 
 def action_rows(log: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
@@ -26,22 +26,23 @@ def action_rows(log: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     return rows
 
 
-class JobActionsTable(KeyedTable):
+class JobActionsTable(LiveTable):
     COLUMNS = (
-        ("step", "Step", 4),
-        ("action", "Action", 16),
-        ("arguments", "Arguments", 26),
-        ("reason", "Reason", 34),
-        ("confidence", "Conf", 5),
-        ("result", "Result", 18),
+        ("step", "#", 3),
+        ("action", "Action", 15),
+        ("arguments", "Arguments", 20),
+        ("reason", "Reason", 25),
+        ("confidence", "Conf", 4),
+        ("result", "Result", 11),
     )
 
     def render_row(self, raw: tuple[Any, ...]) -> Sequence[RenderableType]:
         step, action, args, reason, confidence, result = raw
         conf = fmt.DASH if confidence is None else (
             f"{confidence:.2f}" if isinstance(confidence, float) else str(confidence))
-        result_style = ("green" if result.startswith(("ok", "done", "executed"))
-                        else "red" if result.startswith(("failed", "error")) else "yellow")
+        result_style = ("green" if result.startswith(("ok", "dry_run"))
+                        else "red" if result.startswith(("failed", "rejected"))
+                        else "bold yellow" if result == "recommended" else "yellow")
         return [
             fmt.right(str(step)),
             Text(action, style="bold"),

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from riskterm.tui import formatting as fmt
 from riskterm.tui.job_source import CANCELLABLE, RETRYABLE
-from riskterm.tui.keyed_table import KeyedTable
+from riskterm.tui.live_table import LiveTable
 
 STATUS_STYLE = {
     "queued": "bold blue",
@@ -69,12 +69,11 @@ def available_actions(status: str) -> str:
         actions.append("c cancel")
     if status in RETRYABLE:
         actions.append("R retry")
-    if status == "completed":
-        actions.append("a approve")
     return " · ".join(actions)
 
 
-class JobQueueTable(KeyedTable):
+class JobQueueTable(LiveTable):
+    SIZE_STEP = 16
     COLUMNS = (
         ("id", "Job", 10),
         ("kind", "Kind", 10),

@@ -7,7 +7,13 @@ back as `JobError` with a sentence a person understands.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
+
+import aiosqlite
+
+from riskterm.timefmt import iso
 
 ACTIVE = frozenset({"queued", "running", "cancelling"})
 CANCELLABLE = frozenset({"queued", "running"})
@@ -67,47 +73,83 @@ class NoJobSource:
         return None
 
 
-def job_source_for(pool: Any) -> JobSource:
-    """The source for the host's pool (None: no pool)."""
-    if pool is None:
+def job_source_for(pool: Any, reader: Any) -> JobSource:
+    """The source for the host's pool (None: no pool); reads go through `reader`."""
+    if pool is None or reader is None:
         return NoJobSource()
-    return PoolJobSource(pool)
+    return PoolJobSource(pool, reader)
+
+
+# the columns of `jobs list --json` (CONTRACT §3), plus attempts, read without the big JSON ones
+_LIST_SQL = ("SELECT id, kind, account, status, priority, progress, step, created_at, duration_s,"
+             " attempts FROM jobs ORDER BY rowid DESC LIMIT ?")
 
 
 class PoolJobSource:
-    """Adapter over riskterm.jobs.pool.JobPool."""
+    """Adapter over riskterm.jobs.pool.JobPool: commands go to the pool, reads to the database
+    through the dashboard's read-only connection (so a read never sees a half-written batch)."""
 
     available = True
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, reader: aiosqlite.Connection) -> None:
         self.pool = pool
+        self.reader = reader
 
     async def list_jobs(self, limit: int = 200) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        async with self.reader.execute(_LIST_SQL, (limit,)) as cur:
+            rows = await cur.fetchall()
+        return [
+            {"id": jid, "kind": kind, "account": account, "status": status,
+             "priority": priority, "progress": round(progress or 0.0, 4), "step": step,
+             "created_at": iso(created) if created is not None else None,
+             "duration_s": duration, "attempts": attempts}
+            for jid, kind, account, status, priority, progress, step, created, duration, attempts
+            in rows
+        ]
 
     async def show_job(self, job_id: str) -> dict[str, Any] | None:
-        raise NotImplementedError
+        from riskterm.jobs.model import job_detail
+        from riskterm.jobs.store import load_events, load_job
+
+        job = await load_job(self.reader, job_id)
+        if job is None:
+            return None
+        return job_detail(job, await load_events(self.reader, job_id))
 
     async def enqueue(self, account: str, instructions: str | None = None) -> tuple[str, bool]:
-        try:
-            job_id, duplicate = self.pool.enqueue_nowait(
+        with _job_errors():
+            job_id, duplicate = await self.pool.enqueue(
                 account, kind="smart_risk", instructions=instructions, origin="dashboard")
-        except (ValueError, LookupError) as exc:
-            raise JobError(str(exc)) from exc
         return str(job_id), bool(duplicate)
 
     async def cancel(self, job_id: str) -> None:
-        try:
+        with _job_errors():
             await self.pool.cancel(job_id)
-        except (ValueError, LookupError) as exc:
-            raise JobError(str(exc)) from exc
 
     async def retry(self, job_id: str) -> None:
-        raise NotImplementedError
+        with _job_errors():
+            await self.pool.retry(job_id)
 
     async def approve(self, job_id: str) -> str:
-        raise NotImplementedError
+        with _job_errors():
+            records = await self.pool.approve(job_id)
+        if not records:
+            return f"Job {job_id}: no recommended action could be executed."
+        done = "; ".join(f"{r.get('action')} {r.get('status')}" for r in records)
+        return f"Job {job_id}: {len(records)} action{'s' if len(records) != 1 else ''} sent: {done}"
 
     def metrics(self) -> tuple[int, int] | None:
         m = self.pool.metrics()
-        return int(m.get("queued", 0)), int(m.get("running", 0))
+        return int(m.get("queue_depth", 0)), int(m.get("running", 0))
+
+
+@contextmanager
+def _job_errors() -> Iterator[None]:
+    """The pool's refusals (its JobError, its storage errors) as this module's JobError."""
+    from riskterm.jobs.errors import JobError as PoolJobError
+    from riskterm.jobs.store import StorageError
+
+    try:
+        yield
+    except (PoolJobError, StorageError) as exc:
+        raise JobError(str(exc)) from exc

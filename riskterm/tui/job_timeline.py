@@ -20,8 +20,8 @@ class JobTimeline(DataTable[RenderableType]):
 
     def on_mount(self) -> None:
         self.add_column("Time", width=8, key="ts")
-        self.add_column("Event", width=14, key="type")
-        self.add_column("Detail", width=40, key="detail")
+        self.add_column("Event", width=10, key="type")
+        self.add_column("Detail", width=38, key="detail")
 
     def extend(self, events: list[dict[str, Any]]) -> int:
         """Append the events not shown yet (the timeline only grows)."""

@@ -32,7 +32,7 @@ def job_header(job: dict[str, Any], tz: ZoneInfo) -> RenderableType:
     duration = job.get("duration_s")
     text.append(fmt.duration(duration) if duration is not None else fmt.DASH)
     text.append("   created ", style="dim")
-    text.append(str(job.get("created_at") or fmt.DASH))
+    text.append(fmt.stamp(fmt.parse_ts(job.get("created_at")), tz))
     text.append("   iterations ", style="dim")
     text.append(str(job.get("iteration_count", fmt.DASH)))
     text.append("   actions taken ", style="dim")
@@ -43,7 +43,15 @@ def job_header(job: dict[str, Any], tz: ZoneInfo) -> RenderableType:
     if job.get("error"):
         text.append("\nerror ", style="bold red")
         text.append(str(job["error"]), style="red")
+    pending = pending_recommendations(job)
+    if pending and status == "completed":
+        text.append(f"\n{pending} recommended action{'s' if pending != 1 else ''} awaiting "
+                    "approval — press a to approve", style="bold yellow")
     return text
+
+
+def pending_recommendations(job: dict[str, Any]) -> int:
+    return sum(1 for e in job.get("actions_log") or () if e.get("result") == "recommended")
 
 
 def _change(before: float | None, after: float | None) -> tuple[Text, Text]:

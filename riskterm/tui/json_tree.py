@@ -7,7 +7,7 @@ selected), so a state with a hundred thousand entries opens as fast as a small o
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -20,14 +20,15 @@ PAGE = 200
 
 @dataclass
 class JsonRef:
-    value: Any
+    value: Any = field(repr=False)
     key: str | int | None = None
     loaded: int = 0  # children added so far
 
 
 @dataclass
 class MoreRef:
-    parent: TreeNode[Any]
+    parent: TreeNode[Any] = field(repr=False)
+    used: bool = False
 
 
 def _size_label(value: Any) -> str:
@@ -106,7 +107,8 @@ class JsonTree(Tree[Any]):
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[Any]) -> None:
         node = event.node
-        if isinstance(node.data, MoreRef):
+        if isinstance(node.data, MoreRef) and not node.data.used:
+            node.data.used = True
             parent = node.data.parent
             node.remove()
             if isinstance(parent.data, JsonRef):

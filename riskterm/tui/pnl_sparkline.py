@@ -44,8 +44,10 @@ class PnlSparkline(Vertical):
                 label.append_text(fmt.pnl(points[-1]))
                 label.append(f"   low {fmt.money(min(points), signed=True)}"
                              f" · high {fmt.money(max(points), signed=True)}"
-                             f" · {len(points)} samples", style="dim")
+                             f" · {len(points)} sample{'s' if len(points) != 1 else ''}",
+                             style="dim")
             else:
                 label.append("  no samples yet", style="dim")
-        self.query_one("#pnl-label", Static).update(label)
-        self.query_one("#pnl-spark", Sparkline).data = points
+        self.query_one("#pnl-label", Static).update(label, layout=False)
+        # one point draws a full bar that means nothing: wait for a second one
+        self.query_one("#pnl-spark", Sparkline).data = points if len(points) > 1 else []

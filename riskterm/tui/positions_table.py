@@ -9,20 +9,21 @@ from rich.console import RenderableType
 from rich.text import Text
 
 from riskterm.tui import formatting as fmt
-from riskterm.tui.keyed_table import KeyedTable
+from riskterm.tui.live_table import LiveTable
 from riskterm.tui.view import PositionRow, account_of_position_key
 
 
-class PositionsTable(KeyedTable):
+class PositionsTable(LiveTable):
+    SIZE_STEP = 16
     COLUMNS = (
-        ("account", "Account", 15),
+        ("account", "Account", 14),
         ("symbol", "Symbol", 7),
         ("qty", "Qty", 5),
-        ("avg", "Avg price", 11),
-        ("last", "Last", 11),
+        ("avg", "Avg price", 10),
+        ("last", "Last", 10),
         ("unrealized", "Unrealized", 10),
-        ("stop", "Stop", 11),
-        ("open", "Open", 7),
+        ("stop", "Stop", 10),
+        ("open", "Open", 6),
     )
 
     def render_row(self, raw: tuple[Any, ...]) -> Sequence[RenderableType]:

@@ -9,13 +9,13 @@ from rich.console import RenderableType
 from rich.text import Text
 
 from riskterm.tui import formatting as fmt
-from riskterm.tui.keyed_table import KeyedTable
+from riskterm.tui.live_table import LiveTable
 
 COMMON = ("enabled", "action", "lockout", "lockout_state", "warn_at")
 STATE_CELL = {
     "armed": ("● armed", "green"),
-    "warning": ("▲ warning", "bold yellow"),
-    "breached": ("✖ BREACHED", "bold white on red"),
+    "warning": ("▲ warn", "bold yellow"),
+    "breached": ("✖ BREACH", "bold white on red"),
     "off": ("·", "grey37"),
 }
 
@@ -37,11 +37,21 @@ def params_text(params: Any, limit: int = 200) -> str:
     return fmt.compact(text, limit)
 
 
-class RulesTable(KeyedTable):
-    COLUMNS = (("rule", "Rule", 28), ("params", "Parameters", 48))
+def account_header(account: str, width: int) -> str:
+    """An account name on two lines (the header is two rows high): PA-APEX / 544."""
+    head, sep, tail = account.rpartition("-")
+    if not sep or len(tail) > width:
+        return account[:width] + "\n" + account[width:2 * width]
+    return f"{head[:width]}\n{tail}"
+
+
+class RulesTable(LiveTable):
+    COLUMNS = (("rule", "Rule", 28), ("params", "Parameters", 34))
+    ACCOUNT_WIDTH = 9
 
     def set_accounts(self, accounts: list[str]) -> None:
-        self.ensure_columns([(f"acct:{a}", a, max(11, len(a))) for a in accounts])
+        self.ensure_columns([(f"acct:{a}", account_header(a, self.ACCOUNT_WIDTH),
+                              self.ACCOUNT_WIDTH) for a in accounts])
 
     def render_row(self, raw: tuple[Any, ...]) -> Sequence[RenderableType]:
         rule, params, disabled, *states = raw

@@ -17,6 +17,6 @@ class AppSettings:
     jobs_poll_s: float = 0.5  # how often the job tables are re-read while visible
     history_limit: int = 1000  # rows of the violations history screen
     feed_size: int = 500  # lines kept by the live violations feed
-    pnl_step_s: float = 10.0  # engine seconds between two points of the intraday P&L chart
+    pnl_step_s: float = 1.0  # engine seconds between P&L chart points (doubles as the day fills)
     # binding id -> key(s), e.g. {"flatten": "F"}: see riskterm/tui/keys.py for the ids
     keymap: dict[str, str] = field(default_factory=dict)

@@ -36,7 +36,7 @@ class StatusBar(Static):
         if info == self.info:
             return
         self.info = info
-        self.update(self.render_info(info))
+        self.update(self.render_info(info), layout=False)  # one line, always
 
     def render_info(self, info: StatusInfo) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")

@@ -20,6 +20,7 @@ from textual.strip import Strip
 from riskterm.tui import formatting as fmt
 from riskterm.tui.view import SEVERITY_STYLE, severity
 
+SIZE_STEP = 64  # the scrollable height grows in steps of this many lines
 GLYPH = {"critical": "⛔", "high": "▲", "medium": "▲", "low": "●", "info": "✓"}
 
 
@@ -32,23 +33,29 @@ def feed_line(rec: dict[str, Any], tz: ZoneInfo) -> Text | None:
     kind = rec["kind"]
     ts = fmt.parse_ts(rec.get("ts"))
     text = Text(no_wrap=True, overflow="ellipsis", end="")
-    text.append(fmt.clock(ts, ZoneInfo("UTC") if ts is None else tz), style="dim")
+    text.append(fmt.clock(ts, tz) if ts is not None else fmt.DASH, style="dim")
     text.append(f" {GLYPH[level]} ", style=style)
-    text.append(f"{rec.get('account') or '*':<15} ", style="bold")
+    account = rec.get("account") or "*"
     if kind == "lockout":
-        until = rec.get("until") or "permanent"
-        text.append(f"{rec['state'].upper()} by {rec['rule']} until {until}", style=style)
+        until = fmt.until(fmt.parse_ts(rec.get("until")), ts or 0.0, tz) if rec.get(
+            "until") else "permanent"
+        text.append(f"{account} {rec['state'].upper()} by {rec['rule']} until {until}",
+                    style=style)
     elif kind == "unlock":
-        text.append(f"unlocked ({rec['reason']}) {rec['rule']}", style=style)
+        text.append(f"{account} unlocked ({rec['reason']}): {rec['rule']}", style=style)
     elif kind == "enforcement":
-        text.append(f"{rec['action']} FAILED ", style=style)
+        text.append(f"{account} {rec['action']} FAILED: ", style=style)
         text.append(str(rec.get("detail", "")))
     else:
         label = rec.get("rule", "")
         if rec.get("symbol"):
             label += f" {rec['symbol']}"
-        text.append(f"{label:<28} ", style=style)
-        text.append(str(rec.get("message", "")), style="" if kind == "violation" else "dim")
+        text.append(label, style=style)
+        text.append(" · ", style="dim")
+        message = str(rec.get("message", ""))
+        if not message.startswith(account):
+            text.append(f"{account} ", style="bold")
+        text.append(message, style="" if kind == "violation" else "dim")
     return text
 
 
@@ -60,42 +67,51 @@ class ViolationsFeed(ScrollView, can_focus=True):
     def __init__(self, tz: ZoneInfo, maxlen: int = 500, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.tz = tz
-        self._lines: deque[Text] = deque(maxlen=maxlen)
-        self._strips: dict[int, Strip] = {}
+        # [record, strip]: the line is built when first drawn (most lines never are) and its
+        # strip is kept while the line lives
+        self._lines: deque[list[Any]] = deque(maxlen=maxlen)
         self.total = 0  # records shown since start, for tests and the title
 
     def add_records(self, records: Iterable[dict[str, Any]]) -> int:
         added = 0
         for rec in records:
-            line = feed_line(rec, self.tz)
-            if line is not None:
-                self._lines.appendleft(line)
+            if severity(rec) is not None:
+                self._lines.appendleft([rec, None])
                 added += 1
         if added:
             self.total += added
-            self._strips.clear()
-            self.virtual_size = Size(self.size.width, len(self._lines))
+            self._size_for(len(self._lines))
             self.refresh()
         return added
+
+    def _size_for(self, lines: int) -> None:
+        # a new virtual size means a new layout: once the feed scrolls, grow it in steps
+        height = lines if lines <= self.size.height else -(-lines // SIZE_STEP) * SIZE_STEP
+        if height != self.virtual_size.height or self.virtual_size.width != self.size.width:
+            self.virtual_size = Size(self.size.width, height)
 
     @property
     def lines(self) -> list[str]:
         """The plain text of the feed, newest first."""
-        return [t.plain for t in self._lines]
+        return [self._text(rec).plain for rec, _ in self._lines]
+
+    def _text(self, rec: dict[str, Any]) -> Text:
+        return feed_line(rec, self.tz) or Text()
 
     def render_line(self, y: int) -> Strip:
         index = y + self.scroll_offset.y
         width = self.size.width
         if index >= len(self._lines):
             return Strip.blank(width, self.rich_style)
-        strip = self._strips.get(index)
+        entry = self._lines[index]
+        strip = entry[1]
         if strip is None:
-            text = self._lines[index]
+            text = self._text(entry[0])
             segments = [s for s in text.render(self.app.console) if s.text != "\n"]
-            strip = self._strips[index] = Strip(segments)
+            strip = entry[1] = Strip(segments)
         base: Style = self.rich_style
         return strip.crop_extend(0, width, base).apply_style(base)
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self._lines))
+        self._size_for(len(self._lines))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import DataTable
 
 from riskterm.tui.accounts_table import AccountsTable
+from riskterm.tui.live_table import LiveTable
 from riskterm.tui.pnl_sparkline import PnlSparkline
 from riskterm.tui.positions_table import PositionsTable
 from riskterm.tui.screens.base import Frame, LiveScreen
@@ -68,7 +68,7 @@ class DashboardScreen(LiveScreen):
                 return account
         return self.accounts.selected_key()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         account = self.selected_account()
         if account is not None and account != self.rt.selected_account:
             self.rt.selected_account = account

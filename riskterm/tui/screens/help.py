@@ -13,32 +13,42 @@ from textual.widgets import Static
 from riskterm.tui.keys import APP_KEYS, DETAIL_KEYS, JOBS_KEYS, VIOLATIONS_KEYS, KeyAction
 
 
-def _section(table: Table, title: str, keys: tuple[KeyAction, ...]) -> None:
+def _section(table: Table, title: str, keys: tuple[KeyAction, ...],
+             keymap: dict[str, str]) -> None:
     table.add_row(Text(title, style="bold underline"), "")
     for key in keys:
-        table.add_row(Text(key.key_display or key.key, style="bold cyan"), key.tooltip)
+        shown = keymap.get(key.id) or key.key_display or key.key
+        table.add_row(Text(shown, style="bold cyan"), key.tooltip)
+    table.add_row("", "")
 
 
-def keys_table(app_keys: tuple[KeyAction, ...] = APP_KEYS) -> Table:
+def keys_table(keymap: dict[str, str] | None = None) -> Table:
+    """Every key with what it does, as remapped by `keymap` (binding id -> key)."""
+    keymap = keymap or {}
     table = Table(box=None, show_header=False, pad_edge=False, expand=True)
     table.add_column("key", width=10)
     table.add_column("does")
-    _section(table, "Everywhere", app_keys)
-    table.add_row("ctrl+p", "Command palette: every action by name")
-    _section(table, "Jobs", JOBS_KEYS)
-    _section(table, "Job detail", DETAIL_KEYS)
-    _section(table, "Violations", VIOLATIONS_KEYS)
+    _section(table, "Everywhere", APP_KEYS, keymap)
+    table.add_row(Text("ctrl+p", style="bold cyan"), "Command palette: every action by name")
+    table.add_row("", "")
+    _section(table, "Jobs", JOBS_KEYS, keymap)
+    _section(table, "Job detail", DETAIL_KEYS, keymap)
+    _section(table, "Violations", VIOLATIONS_KEYS, keymap)
     return table
 
 
 class HelpScreen(ModalScreen[None]):
+    def __init__(self, keymap: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.keymap = keymap or {}
+
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="help_close",
                         tooltip="Close the help")]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):
             yield Static(Text("riskterm — keys", style="bold"), id="help-title")
-            yield Static(keys_table())
+            yield Static(keys_table(self.keymap))
             yield Static(Text("Keys can be remapped by binding id (AppSettings.keymap).",
                               style="dim"))
 

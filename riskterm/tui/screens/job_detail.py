@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Markdown, Static
 
+from riskterm.tui.history import READ_ERRORS
 from riskterm.tui.job_actions_table import JobActionsTable, action_rows
 from riskterm.tui.job_source import ACTIVE, CANCELLABLE, RETRYABLE
 from riskterm.tui.job_timeline import JobTimeline
@@ -68,7 +69,10 @@ class JobDetailScreen(LiveScreen):
     @work(exclusive=True, group="job-detail")
     async def poll(self) -> None:
         self._polled_at = time.monotonic()
-        job = await self.rt.jobs.show_job(self.job_id)
+        try:
+            job = await self.rt.jobs.show_job(self.job_id)
+        except READ_ERRORS:  # the next flush tries again
+            return
         if job is None:
             self.query_one("#job-header", Static).update(f"Job {self.job_id} was not found.")
             return

@@ -7,11 +7,13 @@ import time
 
 from textual import work
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
+from riskterm.tui.history import READ_ERRORS
 from riskterm.tui.job_queue_table import JobQueueTable, job_row
 from riskterm.tui.job_source import ACTIVE, CANCELLABLE, RETRYABLE
 from riskterm.tui.keys import JOBS_KEYS, bindings
+from riskterm.tui.live_table import LiveTable
 from riskterm.tui.screens.base import Frame, LiveScreen
 
 
@@ -45,7 +47,11 @@ class JobsScreen(LiveScreen):
     async def poll(self) -> None:
         version = self.rt.jobs_version
         self._polled_at = time.monotonic()
-        jobs = await self.rt.jobs.list_jobs()
+        try:
+            jobs = await self.rt.jobs.list_jobs()
+        except READ_ERRORS as exc:  # the next flush tries again
+            self.query_one("#jobs-hint", Static).update(f"cannot read the jobs: {exc}")
+            return
         rows = {}
         for job in jobs:
             row = job_row(job)
@@ -62,7 +68,7 @@ class JobsScreen(LiveScreen):
         else:
             hint.update("")
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
         event.stop()
         self.action_open_job()
 

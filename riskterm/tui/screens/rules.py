@@ -3,10 +3,13 @@ file; an invalid file keeps the old rules and its errors are shown here."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
+from riskterm.tui.live_table import LiveTable
 from riskterm.tui.rules_table import RulesTable, params_text
 from riskterm.tui.screens.base import Frame, LiveScreen
 from riskterm.tui.view import rule_states
@@ -65,14 +68,15 @@ class RulesScreen(LiveScreen):
         panel = self.query_one("#rules-error", Static)
         panel.set_class(error is not None, "-error")
         if error is None:
-            panel.update(Text(f"Rules from {self.rt.config.path}", style="dim"))
+            panel.update(Text(f"Rules from {Path(self.rt.config.path).name} · ctrl+r reloads it",
+                              style="dim"))
         else:
             text = Text("The rules file has errors; the old rules stay in force:\n",
                         style="bold")
             text.append(error)
             panel.update(text)
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self._show_detail()
 
     def _show_detail(self) -> None:

@@ -3,16 +3,20 @@ with the enforcement that followed each violation."""
 
 from __future__ import annotations
 
+import time
+
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Select, Static
+from textual.widgets import Select, Static
 
-from riskterm.tui.history import KINDS, HistoryRow, load_history
+from riskterm.tui.history import KINDS, READ_ERRORS, HistoryRow, load_history
 from riskterm.tui.keys import VIOLATIONS_KEYS, bindings
+from riskterm.tui.live_table import LiveTable
 from riskterm.tui.screens.base import Frame, LiveScreen
 from riskterm.tui.violations_table import ViolationsTable, describe
 
+LIVE_EVERY = 1.0  # seconds between two reads of new rows while the screen is open
 EXTRA_RULES = ("trading_while_locked", "position_drift", "unknown_instrument")
 
 
@@ -28,6 +32,7 @@ class ViolationsScreen(LiveScreen):
     def __init__(self) -> None:
         super().__init__(name="violations")
         self._loaded_version = -1
+        self._loaded_at = 0.0
         self._filters: tuple[str | None, str | None, str | None] | None = None
         self._options: dict[str, tuple[str, ...]] = {}
         self.loads = 0  # completed queries, for tests
@@ -90,11 +95,12 @@ class ViolationsScreen(LiveScreen):
                     select.value = keep
 
     def refresh_live(self, frame: Frame) -> None:
-        version = self.rt.history_version
-        if version == self._loaded_version and self._filters == self.filters():
-            return
-        self._ensure_options(None, None)
-        self.load()
+        if self._filters != self.filters() or (
+            self.rt.history_version != self._loaded_version
+            and time.monotonic() - self._loaded_at >= LIVE_EVERY
+        ):
+            self._ensure_options(None, None)
+            self.load()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
@@ -113,22 +119,24 @@ class ViolationsScreen(LiveScreen):
         table = self.table
         limit = self.rt.settings.history_limit
         account, rule, kind = filters
-        if filters != self._filters:
-            rows = await load_history(reader, account=account, rule=rule, kind=kind, limit=limit)
-            table.replace(rows)
-        else:
+        try:
+            replace = filters != self._filters
             rows = await load_history(reader, account=account, rule=rule, kind=kind,
-                                      after_id=table.max_id, limit=limit)
-            table.prepend(reversed(rows), limit)
+                                      after_id=0 if replace else table.max_id, limit=limit)
+            table.show(rows, replace=replace, limit=limit)
+        except READ_ERRORS as exc:  # the next flush tries again
+            self.query_one("#history-count", Static).update(f"cannot read the history: {exc}")
+            return
         self._filters = filters
         self._loaded_version = version
+        self._loaded_at = time.monotonic()
         self.loads += 1
         shown = len(table.rows_by_id)
         note = f" (newest {limit})" if shown >= limit else ""
         self.query_one("#history-count", Static).update(f"{shown:,} shown{note}")
         self._show_detail()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self._show_detail()
 
     def _show_detail(self) -> None:
@@ -145,4 +153,5 @@ class ViolationsScreen(LiveScreen):
 
     def history_rows(self) -> list[HistoryRow]:
         """The rows in display order (for tests)."""
-        return [self.table.rows_by_id[int(r.key.value or 0)] for r in self.table.ordered_rows]
+        table = self.table
+        return [table.rows_by_id[int(key)] for key in table.row_keys]
