@@ -41,9 +41,10 @@ EVENT_TYPES: tuple[str, ...] = (
     "clock",
 )
 
-# Epoch seconds that datetime can represent (0001-01-01 .. 9999-12-31 UTC).
-_MIN_TS = -62135596800.0
-_MAX_TS = 253402300800.0
+# Epoch seconds the engine's calendar can work with in any time zone: 0002-01-01 .. 9999-01-01
+# UTC (a day of margin each side of what datetime can represent).
+_MIN_TS = -62104060800.0
+_MAX_TS = 253370764800.0
 
 
 def _iso_to_epoch(text: str) -> float:
