@@ -17,8 +17,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.helpers import HEADER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,12 +183,6 @@ def test_kill_9_during_a_job_then_restart(tmp_path: Path) -> None:
     assert_all_reported_are_stored(reported, db)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG for the lead: riskterm/jobs/pool.py JobPool._claim calls _take_snapshot(job) for every "
-    "claimed job, so a job re-queued after a crash (which kept the snapshot taken at enqueue in "
-    "its row) sees the account as restored at restart instead of as it was when it was enqueued "
-    "(CONTRACT 8: a replay job sees the account as of enqueue). Fix: in _claim only take a "
-    "snapshot when job.snapshot is None (as retry() already does). Remove this xfail then."))
 def test_the_rerun_sees_the_account_as_it_was_when_the_job_was_enqueued(tmp_path: Path) -> None:
     db = tmp_path / "k3.db"
     start_and_kill_during_the_job(tmp_path, db)  # enqueued with 1 MNQ long; flat before the kill

@@ -423,7 +423,8 @@ class JobPool:
             for job in jobs:
                 job.owner = self.owner
                 await conn.execute("UPDATE jobs SET owner = ? WHERE id = ?", (self.owner, job.id))
-                self._take_snapshot(job)
+                if job.snapshot is None:  # a re-queued job keeps the view it was enqueued with
+                    self._take_snapshot(job)
                 if job.snapshot is not None:
                     await conn.execute("UPDATE jobs SET snapshot = ? WHERE id = ?",
                                        (json.dumps(job.snapshot), job.id))
