@@ -64,6 +64,7 @@ class EngineHost:
         self.paused = False
         self.events_in = 0
         self._tasks: list[asyncio.Task[Any]] = []
+        self._closing = False
         self.failure: BaseException | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -97,7 +98,7 @@ class EngineHost:
         self.recorder = Recorder(self.conn, self.engine, self.sinks, cursor_key)
         if self.with_jobs:
             await self._start_pool()
-        self._tasks.append(asyncio.create_task(self._flusher()))
+        self._flush_task = asyncio.create_task(self._flusher())
         self._tasks.append(asyncio.create_task(self._watch_unlocks()))
         if self.opts.is_live:
             self._tasks.append(asyncio.create_task(self._ticker()))
@@ -142,6 +143,7 @@ class EngineHost:
         """Drain jobs (after a replay), commit everything and write the summary."""
         if self.pool is not None and wait_for_jobs:
             await self.pool.drain()
+        await self._stop_flusher()
         await self.recorder.flush()
         for task in self._tasks:
             task.cancel()
@@ -156,7 +158,17 @@ class EngineHost:
         await self.recorder.write_record(summary)
         return summary
 
+    async def _stop_flusher(self) -> None:
+        """Stop the flusher between commits: a cancel landing inside a transaction would leave
+        it open and lose the batch being written."""
+        self._closing = True
+        task = getattr(self, "_flush_task", None)
+        if task is not None and not task.done():
+            with contextlib.suppress(Exception):
+                await task
+
     async def close(self) -> None:
+        await self._stop_flusher()
         for task in self._tasks:
             task.cancel()
         with contextlib.suppress(Exception):
@@ -238,7 +250,7 @@ class EngineHost:
 
     async def _flusher(self) -> None:
         try:
-            while True:
+            while not self._closing:
                 await asyncio.sleep(FLUSH_INTERVAL)
                 await self.recorder.flush()
         except asyncio.CancelledError:
