@@ -100,12 +100,6 @@ def test_jobs(snap_compare: Any, here: Path) -> None:
         select_account("LIVE-301"), press("e", "j"), job_completed))
 
 
-def test_job_detail(snap_compare: Any, here: Path) -> None:
-    assert snap_compare(demo_app(here), terminal_size=SIZE, run_before=settled(
-        select_account("LIVE-301"), press("e", "j"), job_completed, press("enter"),
-        detail_loaded))
-
-
 def test_rules(snap_compare: Any, here: Path) -> None:
     assert snap_compare(demo_app(here), terminal_size=SIZE, run_before=settled(press("r")))
 
