@@ -591,7 +591,7 @@ def _check_rules_quickly(tmp_path: Path, name: str, text: str) -> None:
     path = tmp_path / name
     path.write_text(text)
     res = subprocess.run([sys.executable, "-m", "riskterm", "check-rules", str(path)],
-                         capture_output=True, text=True, timeout=8, cwd=ROOT)
+                         capture_output=True, text=True, timeout=5, cwd=ROOT)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert re.match(rf"{re.escape(str(path))}:\d+:\d+: ", res.stderr)
 
