@@ -168,12 +168,6 @@ async def _run_openai_job(tmp_path: Path, script: Script, key: str,
     return db
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG for the lead: riskterm/jobs/planners/openai.py OpenAIPlanner._http_error cuts a "
-    "non-JSON error body to 200 characters (resp.text[:200]) BEFORE redacting, so a key that "
-    "straddles the cut is no longer found by replace() and its first characters are stored in "
-    "the job's error, records and events. Fix: detail = self._redact(resp.text)[:200] (redact "
-    "first, then cut). Remove this xfail then."))
 async def test_a_key_split_by_the_error_text_cut_is_not_leaked_in_part(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A non-JSON error page is cut to 200 characters; the key straddles the cut."""

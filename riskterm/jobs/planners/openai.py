@@ -100,7 +100,8 @@ class OpenAIPlanner:
             err = resp.json().get("error")
             detail = err.get("message", "") if isinstance(err, dict) else str(err or "")
         except (ValueError, AttributeError):
-            detail = resp.text[:200]
+            # redact first: a key cut in two would escape replace()
+            detail = self._redact(resp.text)[:200]
         text = f"the planner endpoint answered HTTP {resp.status_code}"
         return self._redact(f"{text}: {detail.strip()}" if detail.strip() else text)
 
