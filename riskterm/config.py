@@ -294,10 +294,28 @@ _STR, _NULL, _BOOL, _INT, _FLOAT = (_T + t for t in ("str", "null", "bool", "int
 _MAP, _SEQ, _MERGE = _T + "map", _T + "seq", _T + "merge"
 
 
+_MAX_NESTING = 100  # the composer recurses per level: deeper YAML would be a RecursionError
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader that resolves plain scalars as YAML 1.2's core schema does."""
 
     yaml_implicit_resolvers: dict[Any, Any] = {}
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self._depth >= _MAX_NESTING:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {_MAX_NESTING} levels deep",
+                self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 for _tag, _regexp, _first in (
@@ -320,15 +338,22 @@ def _display(path: Path_) -> str:
     return out
 
 
-def _items(node: MappingNode, depth: int = 0) -> list[tuple[str | None, Node, Node]]:
-    """(key text, key node, value node) with ``<<`` merges resolved; explicit keys first."""
+def _items(node: MappingNode, depth: int = 0,
+           expanded: set[int] | None = None) -> list[tuple[str | None, Node, Node]]:
+    """(key text, key node, value node) with ``<<`` merges resolved; explicit keys first.
+
+    A mapping merged a second time (``<<: [*a, *a]``, or through two others) could only add
+    keys already seen, so it is expanded once: chains of such merges cannot blow up.
+    """
+    expanded = {id(node)} if expanded is None else expanded
     explicit: list[tuple[str | None, Node, Node]] = []
     merged: list[tuple[str | None, Node, Node]] = []
     for k, v in node.value:
         if k.tag == _MERGE and depth < 20:
             for src in v.value if isinstance(v, SequenceNode) else [v]:
-                if isinstance(src, MappingNode):
-                    merged.extend(_items(src, depth + 1))
+                if isinstance(src, MappingNode) and id(src) not in expanded:
+                    expanded.add(id(src))
+                    merged.extend(_items(src, depth + 1, expanded))
         else:
             explicit.append((k.value if isinstance(k, ScalarNode) else None, k, v))
     seen = {t for t, _, _ in explicit}
@@ -425,13 +450,17 @@ class _Checker:
         self.path = path
         self.root = root
         self.issues: list[ConfigIssue] = []
+        self._seen: set[ConfigIssue] = set()
         self._budget = 200_000  # nodes; guards against alias bombs
+        self._over_budget = False
+        self._too_deep: set[int] = set()  # ids of nodes reported as nested too deeply
 
     # ----------------------------------------------------------------- positions
 
     def issue(self, line: int, col: int, message: str) -> None:
         item = ConfigIssue(self.path, line, col, message)
-        if item not in self.issues:
+        if item not in self._seen:
+            self._seen.add(item)
             self.issues.append(item)
 
     def issue_at(self, mark: Any, message: str) -> None:
@@ -471,12 +500,20 @@ class _Checker:
     # ----------------------------------------------------------------- YAML nodes -> Python
 
     def to_py(self, node: Node | None, path: Path_ = (), depth: int = 0) -> Any:
-        self._budget -= 1
-        if node is None:
+        if node is None or self._over_budget:
             return None
-        if depth > 50 or self._budget < 0:
-            self.issue_at(node.start_mark, f"{_display(path) or 'the file'} is nested too deeply "
-                          "or too large (a recursive alias?)")
+        self._budget -= 1
+        if self._budget < 0:
+            # one issue, then stop at once: a recursive alias has exponentially many nodes left
+            self._over_budget = True
+            self.issue_at(node.start_mark, "the file expands to too many values "
+                          "(a recursive alias?)")
+            return None
+        if depth > 50:
+            if id(node) not in self._too_deep:  # once per node, not once per alias path to it
+                self._too_deep.add(id(node))
+                self.issue_at(node.start_mark, f"{_display(path) or 'the file'} is nested too "
+                              "deeply (a recursive alias?)")
             return None
         if isinstance(node, ScalarNode):
             try:
@@ -567,6 +604,8 @@ class _Checker:
 
     def check(self) -> RulesConfig | None:
         data = self.to_py(self.root)
+        if self._over_budget:  # the values were cut short: checking them would only mislead
+            return None
         if data is None:
             data = {}
         if not isinstance(data, dict):

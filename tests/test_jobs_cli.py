@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,26 @@ async def test_approve_with_and_without_an_engine(tmp_path: Path) -> None:
     code, out, _ = await jobs(db, "show", job_id=job_id)
     assert "actions log:" in out and "timeline:" in out and "set_stop_loss MNQ @ 19900" in out
     await pool.stop()
+
+
+def _no_constant(name: str) -> Any:
+    raise AssertionError(f"{name} is not JSON")
+
+
+async def test_json_output_is_strict_with_non_finite_numbers(tmp_path: Path) -> None:
+    """An overflowed P&L (inf/nan) in a job's stored state is printed as null, not Infinity."""
+    db = tmp_path / "n.db"
+    job_id = (await jobs(db, "enqueue", account="A1"))[1].strip()
+    state = {"snapshot": {"equity": float("inf"), "positions": [
+        {"symbol": "MNQ", "unrealized_pnl": float("-inf")}]}, "risk": float("nan"), "ok": 1.5}
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE jobs SET graph_state = ?, final_equity = ? WHERE id = ?",
+                     (json.dumps(state), float("inf"), job_id))  # json.dumps writes Infinity
+    for action in ("show", "list"):
+        code, out, _ = await jobs(db, action, job_id=job_id, as_json=True)
+        assert code == 0
+        json.loads(out, parse_constant=_no_constant)
+    shown = json.loads((await jobs(db, "show", job_id=job_id, as_json=True))[1])
+    assert shown["graph_state"] == {"snapshot": {"equity": None, "positions": [
+        {"symbol": "MNQ", "unrealized_pnl": None}]}, "risk": None, "ok": 1.5}
+    assert shown["final_equity"] is None and shown["id"] == job_id

@@ -548,12 +548,6 @@ def test_unsafe_or_unsupported_yaml_tags_are_issues_with_positions(text: str, li
     assert not Path("/tmp/riskterm-pwned").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason=(
-    "BUG for the lead: riskterm/config.py load_rules_text lets RecursionError out of "
-    "yaml.compose for deeply nested YAML ([[[[... or {a: {a: ...), so check-rules and "
-    "--rules print a traceback. Fix: limit nesting in _Loader.compose_node (raise a "
-    "yaml ComposerError at the node's mark past ~100 levels) or catch RecursionError in "
-    "load_rules_text as a positioned issue (remove this xfail then)."))
 @pytest.mark.parametrize("text", ["[" * 5000, "a: " + "{b: " * 3000, "- " * 3000 + "x"])
 def test_deeply_nested_yaml_is_an_issue_not_a_recursion_error(text: str) -> None:
     with pytest.raises(RulesError) as info:
@@ -600,15 +594,15 @@ def test_billion_laughs_is_refused_quickly(tmp_path: Path) -> None:
     _check_rules_quickly(tmp_path, "laughs.yaml", LAUGHS)
 
 
-@pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired, reason=(
-    "BUG for the lead: riskterm/config.py _Checker.to_py: once the 200,000-node budget is spent, "
-    "every further node still adds an issue whose text names its own path, and issue() dedups "
-    "with a linear `in` over a list, so the one-line recursive alias `rules: &a [*a, *a]` keeps "
-    "check-rules / --rules busy for minutes (O(n^2)). Fix: on the first budget overrun record "
-    "one issue, set a flag and return None at once for every later node (and dedup with a "
-    "set). Remove this xfail then."))
 def test_recursive_alias_is_refused_quickly(tmp_path: Path) -> None:
     _check_rules_quickly(tmp_path, "recursive.yaml", "rules: &a [*a, *a]\n")
+
+
+def test_chained_merge_keys_are_expanded_quickly(tmp_path: Path) -> None:
+    # each mapping merges the previous one 10 times: 10^19 merges if each were expanded again
+    text = "m0: &m0 {x: 1}\n" + "".join(
+        f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 10)}]}}\n" for i in range(1, 20))
+    _check_rules_quickly(tmp_path, "merges.yaml", text + "rules: *m19\n")
 
 
 BAD_FILES: dict[str, bytes] = {

@@ -180,13 +180,6 @@ async def test_a_key_split_by_the_error_text_cut_is_not_leaked_in_part(
     assert key[10:20] not in text, "the first characters of the key were stored"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG for the lead: riskterm/jobs/planners/openai.py redacts the key only in HTTP error "
-    "texts. An endpoint that reflects the Authorization header into a 200 answer (a "
-    "misconfigured proxy, a hostile server) gets it stored: the answer's content goes into "
-    "graph_state.research and tool-call arguments into job_events / actions_log. Fix: in "
-    "OpenAIPlanner.next_turn, pass `content` and every call's name and arguments (the raw "
-    "string) through self._redact before building the Turn. Remove this xfail then."))
 async def test_a_key_reflected_by_the_endpoint_is_not_stored(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     key = canary()
@@ -197,6 +190,18 @@ async def test_a_key_reflected_by_the_endpoint_is_not_stored(
     )
     db = await _run_openai_job(tmp_path, script, key, monkeypatch)
     assert key not in dump_database(db)
+
+
+async def test_a_key_reflected_with_json_escapes_is_not_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = canary()
+    escaped = "\\u0073" + key[1:]  # "sk-..." with its s written as a JSON escape
+    script = Script(completion(
+        call("c1", "close_position", '{"symbol": "MNQ", "reason": "key ' + escaped + '"}'),
+        call("c2", "finish", {"summary": "done"})))
+    db = await _run_openai_job(tmp_path, script, key, monkeypatch)
+    text = dump_database(db)
+    assert "close_position" in text and key not in text
 
 
 # --- rules.yaml cannot run code -----------------------------------------------------------------

@@ -40,6 +40,7 @@ from riskterm.jobs.store import (
     save_job,
     write_txn_parts,
 )
+from riskterm.strictjson import strict_dumps
 from riskterm.timefmt import iso
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -138,7 +139,7 @@ class _Cli:
                                 progress=r[5], step=r[6], created_at=r[7], duration_s=r[8]))
                 for r in rows]
         if self.as_json:
-            self.say(json.dumps(jobs))
+            self.say(strict_dumps(jobs))
             return EXIT_OK
         if not jobs:
             self.say("no jobs")
@@ -159,7 +160,7 @@ class _Cli:
         job = await self._job(job_id)
         detail = job_detail(job, await load_events(self.conn, job_id))
         if self.as_json:
-            self.say(json.dumps(detail))
+            self.say(strict_dumps(detail))
             return EXIT_OK
         d = detail
         lines = [

@@ -85,14 +85,44 @@ class OpenAIPlanner:
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise TransientError(f"the planner endpoint sent a malformed answer "
                                  f"({type(exc).__name__}: {exc})") from None
+        # an endpoint may reflect the Authorization header: nothing it says is stored unredacted
         calls = []
         for i, call in enumerate(message.get("tool_calls") or []):
             call = call if isinstance(call, dict) else {}
             fn = call.get("function") if isinstance(call.get("function"), dict) else {}
-            calls.append(ToolCall(str(call.get("id") or f"call_{iteration}_{i}"),
-                                  str(fn.get("name") or ""), fn.get("arguments")))
+            calls.append(ToolCall(self._redact(str(call.get("id") or f"call_{iteration}_{i}")),
+                                  self._redact(str(fn.get("name") or "")),
+                                  self._redact_arguments(fn.get("arguments"))))
         content = message.get("content")
-        return Turn(calls, content if isinstance(content, str) else None)
+        return Turn(calls, self._redact(content) if isinstance(content, str) else None)
+
+    def _redact_arguments(self, raw: Any) -> Any:
+        """Tool-call arguments (a JSON string, or already an object) without the key."""
+        if not self._key:
+            return raw
+        try:
+            if not isinstance(raw, str):
+                return self._redact_json(raw)
+            text = self._redact(raw)
+            try:
+                value = json.loads(text)
+            except ValueError:
+                return text
+            if self._key not in json.dumps(value, ensure_ascii=False):
+                return text
+            # the key written with JSON escapes (\u0073k-...) survives replace() on the text
+            return json.dumps(self._redact_json(value))
+        except RecursionError:  # too deep to search: keep nothing of it (not valid JSON)
+            return "[redacted: nested too deeply]"
+
+    def _redact_json(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._redact(value)
+        if isinstance(value, dict):
+            return {self._redact_json(k): self._redact_json(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._redact_json(v) for v in value]
+        return value
 
     def _http_error(self, resp: httpx.Response) -> str:
         detail = ""
