@@ -201,9 +201,11 @@ class EngineHost:
         first_ts: float | None = None
         t0 = loop.time()
         skip = self.resume_after
+        if self._limit_reached():  # --max-events 0: take nothing from the source
+            return
         async for chunk in read_lines(path):
             for line_no, raw in chunk:
-                if self._stop.is_set() or self._limit_reached():
+                if self._stop.is_set():
                     return
                 if line_no <= skip:
                     continue
@@ -226,18 +228,24 @@ class EngineHost:
                     await self._sleep(0.1)
                 engine.process(event)
                 self.events_in += 1
+                if self._limit_reached():  # stop before pulling a line it would not process
+                    return
             await self._backpressure()
 
     async def _run_sim(self) -> None:
         engine = self.engine
         n = 0
+        if self._limit_reached():
+            return
         async for event in self.sim.events():
-            if self._stop.is_set() or self._limit_reached():
+            if self._stop.is_set():
                 return
             while self.paused and not self._stop.is_set():
                 await self._sleep(0.1)
             engine.process(event)
             self.events_in += 1
+            if self._limit_reached():
+                return
             n += 1
             if n % 500 == 0:
                 await self._backpressure()

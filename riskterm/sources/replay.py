@@ -77,30 +77,102 @@ def _split_fd(fd: int) -> Iterator[bytes]:
                 yield line
 
 
-def _stdin_reader(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[list[bytes]]) -> None:
-    """Runs on a daemon thread, feeding the event loop."""
-    try:
-        for line in _split_fd(sys.stdin.fileno()):
-            asyncio.run_coroutine_threadsafe(queue.put([line]), loop).result()
-        asyncio.run_coroutine_threadsafe(queue.put([]), loop).result()
-    except (RuntimeError, OSError, ValueError):  # loop closed, or stdin closed under us
-        return
+STDIN_BACKLOG = 1000  # lines read from stdin ahead of the engine, at most
+
+
+class _StdinFeed:
+    """Hands lines from the stdin reader thread to the event loop.
+
+    The thread never creates a coroutine and never waits on the loop: it appends to a list
+    under a lock and wakes the loop with call_soon_threadsafe and a plain callback, at most one
+    wake-up in flight. A callback still queued when the loop closes is dropped silently (a
+    coroutine would be reported "never awaited"), and a closed loop raises RuntimeError, which
+    ends the thread. One wake-up at a time also keeps the loop's self-pipe from filling up: it is
+    the signal wake-up fd too, and a full one loses SIGINT/SIGTERM.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.cond = threading.Condition()
+        self.lines: list[bytes] = []
+        self.eof = False
+        self.done = False  # the consumer stopped reading: the thread posts nothing more
+        self.wake_pending = False
+        self.ready = asyncio.Event()
+
+    # -- reader thread --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            for line in _split_fd(sys.stdin.fileno()):
+                if not self._post(line):
+                    return
+            self._post(None)
+        except (OSError, ValueError):  # stdin closed under us
+            return
+
+    def _post(self, line: bytes | None) -> bool:
+        with self.cond:
+            while line is not None and len(self.lines) >= STDIN_BACKLOG and not self.done:
+                if self.loop.is_closed():
+                    return False
+                self.cond.wait(0.1)
+            if self.done or self.loop.is_closed():
+                return False
+            if line is None:
+                self.eof = True
+            else:
+                self.lines.append(line)
+            if self.wake_pending:
+                return True
+            self.wake_pending = True
+        try:
+            self.loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the loop closed meanwhile
+            return False
+        return True
+
+    # -- event loop -----------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with self.cond:
+            self.wake_pending = False
+        self.ready.set()
+
+    async def take(self) -> tuple[list[bytes], bool]:
+        """The lines read so far (waiting for at least one, or the end) and whether stdin ended."""
+        while True:
+            self.ready.clear()
+            with self.cond:
+                lines, self.lines = self.lines, []
+                eof = self.eof
+                self.cond.notify_all()
+            if lines or eof:
+                return lines, eof
+            await self.ready.wait()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.done = True
+            self.cond.notify_all()
 
 
 async def read_lines(path: str | None) -> AsyncIterator[list[tuple[int, bytes]]]:
     """Yield chunks of (line number, raw line) from a file, or stdin when path is None."""
     line_no = 0
     if path is None:
-        queue: asyncio.Queue[list[bytes]] = asyncio.Queue(maxsize=1000)
-        threading.Thread(target=_stdin_reader, args=(asyncio.get_running_loop(), queue),
-                         daemon=True, name="riskterm-stdin").start()
-        while True:
-            chunk = await queue.get()
-            if not chunk:
-                return
-            for raw in chunk:
-                line_no += 1
-                yield [(line_no, raw)]
+        feed = _StdinFeed(asyncio.get_running_loop())
+        threading.Thread(target=feed.run, daemon=True, name="riskterm-stdin").start()
+        try:
+            while True:
+                lines, eof = await feed.take()
+                for raw in lines:  # one line a chunk: the host takes no line it won't process
+                    line_no += 1
+                    yield [(line_no, raw)]
+                if eof:
+                    return
+        finally:
+            feed.stop()
     with Path(path).open("rb") as stream:
         while True:
             chunk = _read_chunk(stream, CHUNK_LINES)
