@@ -15,6 +15,7 @@ class AccountState:
         "name",
         "orders",
         "positions",
+        "quote_gate",
         "quote_rules",
         "realized",
         "rule_state",
@@ -22,6 +23,7 @@ class AccountState:
         "slack",
         "sod_balance",
         "sod_from_event",
+        "stale",
         "state",
         "trading_day",
     )
@@ -39,11 +41,14 @@ class AccountState:
         self.trading_day: str | None = None
         self.state = "active"  # active / reducing / halted, derived from lockouts
         self.rule_state: dict[str, Any] = {}  # per-rule counters that must survive a restart
-        # quote gate: the quote rules report how far P&L may move before any of them could
-        # change its outcome (slack); quotes that move it less in total (drift) skip them
-        self.quote_rules: list[tuple[Any, Any]] = []
+        # quote gate (Engine._quote_rules): [rule, params, due] per quote rule; `drift` sums
+        # how far marks moved this account's P&L, `slack` is the smallest `due`, and `stale`
+        # asks for every quote rule on the next quote (after any other event)
+        self.quote_rules: list[list[Any]] = []
+        self.quote_gate: dict[str, list[Any]] = {}
         self.slack = 0.0
         self.drift = 0.0
+        self.stale = True
 
     @property
     def unrealized(self) -> float:

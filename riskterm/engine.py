@@ -39,6 +39,7 @@ class _LockSpec:
 NO_LOCKOUT = _LockSpec("none")
 INF = float("inf")
 PRICE_HISTORY = 50
+CATCH_UP = 3 * 86400.0  # a clock jump longer than this collapses recurring calendar timers
 
 
 @dataclass
@@ -95,9 +96,11 @@ class Engine:
         self.trading_day: str | None = None
         self._timers: list[tuple[float, int, Callable[[Any], None], Any]] = []
         self._seq = 0
+        self._rearm_floor = 0.0
         self.fired: set[tuple[str, str, str | None]] = set()
         self.warned: set[tuple[str, str, str | None]] = set()
         self._unknown_symbols: set[str] = set()
+        self.gate_quotes = True  # False: every quote re-runs every quote rule (tests compare)
         # pending changes for the recorder
         self._records: list[dict[str, Any]] = []
         self._dirty_accounts: set[str] = set()
@@ -222,14 +225,23 @@ class Engine:
         if not self.started:
             self._start(now)
         timers = self._timers
+        # a jump of weeks (a gap in a recording, a bad clock): calendar timers that re-arm
+        # themselves (daily reset, session end) fire once on the way and then re-arm from
+        # shortly before `now` instead of stepping through every day in between
+        self._rearm_floor = now - CATCH_UP if now - self.clock > CATCH_UP else 0.0
         while timers and timers[0][0] <= now:
             due, _, fn, arg = heapq.heappop(timers)
             later = max(self.clock, due)
             self.clock = due
             fn(arg)
             self.clock = later
+        self._rearm_floor = 0.0
         if now > self.clock:
             self.clock = now
+
+    def rearm_from(self) -> float:
+        """The instant a recurring calendar timer computes its next occurrence from."""
+        return max(self.clock, self._rearm_floor)
 
     def _daily_reset(self, _: Any = None) -> None:
         day = self.calendar.trading_day(self.clock).isoformat()
@@ -238,15 +250,16 @@ class Engine:
         self._state_dirty = True
         for acct in self.accounts.values():
             self._new_day(acct, day)
-        self.schedule(self.calendar.next_reset(self.clock), self._daily_reset)
+        self.schedule(self.calendar.next_reset(self.rearm_from()), self._daily_reset)
 
     def _gate(self, acct: AccountState) -> None:
-        acct.quote_rules = [(r, acct.rules[r.id]) for r in self.dispatch.get("quote", ())
+        acct.quote_rules = [[r, acct.rules[r.id], 0.0] for r in self.dispatch.get("quote", ())
                             if r.id in acct.rules]
-        acct.slack = 0.0
+        acct.quote_gate = {entry[0].id: entry for entry in acct.quote_rules}
+        acct.stale = True
 
     def _new_day(self, acct: AccountState, day: str) -> None:
-        acct.slack = 0.0
+        acct.stale = True
         acct.new_day(day)
         self._dirty_accounts.add(acct.name)
         for rule in self.rules.values():
@@ -257,7 +270,10 @@ class Engine:
     # -- ingest --------------------------------------------------------------------------------
 
     def process(self, ev: dict[str, Any]) -> None:
-        self.advance(self.wall() if self.live else ev["ts"])
+        now = self.wall() if self.live else ev["ts"]
+        timers = self._timers
+        if now > self.clock or (timers and timers[0][0] <= now) or not self.started:
+            self.advance(now)
         self.n_events += 1
         self._handlers[ev["type"]](ev)
 
@@ -275,8 +291,6 @@ class Engine:
             self.accounts[name] = acct
             self._dirty_accounts.add(name)
             self._gate(acct)
-        else:
-            acct.slack = 0.0  # anything but a quote may move P&L or limits: re-check next quote
         return acct
 
     def _point_value(self, account: str, symbol: str) -> float:
@@ -301,10 +315,18 @@ class Engine:
         return pos
 
     def _run_rules(self, etype: str, ev: dict[str, Any], acct: AccountState) -> None:
+        gate = acct.quote_gate
         for rule in self.dispatch.get(etype, ()):
             params = acct.rules.get(rule.id)
             if params is not None:
-                rule.check(ev, acct, params)
+                room = rule.check(ev, acct, params)
+                entry = gate.get(rule.id)
+                if entry is not None:
+                    # a quote rule also judged this event: its room holds from here (an event
+                    # a quote rule does not listen to cannot change its outcome)
+                    due = entry[2] = acct.drift if room is None else acct.drift + room
+                    if due < acct.slack:
+                        acct.slack = due
 
     def _track(self, pos: Position) -> None:
         self._dirty_positions.add((pos.account, pos.symbol))
@@ -379,6 +401,7 @@ class Engine:
         ev["_realized"] = realized - ev.get("fee", 0.0)
         ev["_before"] = before
         if acct.state != "active" and self._locked_fill(ev, acct, before, pos.qty):
+            acct.stale = True  # the rules did not see this fill: quote rules judge it next
             return
         self._run_rules("fill", ev, acct)
 
@@ -422,25 +445,38 @@ class Engine:
             return
         accounts = self.accounts
         gated = bool(self.dispatch.get("quote"))
-        for account, pos in list(holders.items()):
+        for account, pos in tuple(holders.items()):
             old = pos.mark
             pos.mark = mark
             acct = accounts[account]
             if not gated or not acct.quote_rules:
                 continue
-            if old is not None:
-                acct.drift += abs((mark - old) * pos.qty * pos.point_value)
-                if acct.drift < acct.slack:
+            if old is not None and not acct.stale and self.gate_quotes:
+                drift = acct.drift = acct.drift + abs((mark - old) * pos.qty * pos.point_value)
+                if drift < acct.slack:
                     continue  # no quote rule can change its outcome yet
-            slack = INF
-            for rule, params in acct.quote_rules:
-                room = rule.check(ev, acct, params)
-                if room is None:
-                    slack = 0.0
-                elif room < slack:
-                    slack = room
-            acct.slack = slack
-            acct.drift = 0.0
+                self._quote_rules(ev, acct, drift, False)
+            else:
+                self._quote_rules(ev, acct, acct.drift, True)
+
+    def _quote_rules(self, ev: dict[str, Any], acct: AccountState, drift: float,
+                     every: bool) -> None:
+        """Run the quote rules whose slack the marks have used up (all of them when `every`).
+
+        Each rule reports its room: how far the account's P&L may move before its outcome
+        could change. `drift` sums the moves since the start; a rule is due again once it has
+        grown past the drift at its last check plus that room.
+        """
+        soonest = INF
+        for entry in acct.quote_rules:
+            due = entry[2]
+            if every or drift >= due:
+                room = entry[0].check(ev, acct, entry[1])
+                due = entry[2] = drift if room is None else drift + room
+            if due < soonest:
+                soonest = due
+        acct.slack = soonest
+        acct.stale = False
 
     def _on_connection(self, ev: dict[str, Any]) -> None:
         if "account" in ev:

@@ -190,7 +190,10 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
-_validate_json = _ADAPTER.validate_json
+# the core validator itself: TypeAdapter.validate_json only forwards to it (a call saved per line)
+_validate_json = _ADAPTER.validator.validate_json
+# recent ts strings -> epoch seconds: a feed repeats the same instant on many lines
+_TS_CACHE: dict[str, float] = {}
 
 _ALLOWED = {
     "side": ("buy", "sell"),
@@ -216,10 +219,16 @@ def parse_line(raw: bytes, line_no: int) -> dict[str, Any] | str | None:
         return _explain(raw, line_no, exc)
     ts = event["ts"]
     if ts.__class__ is str:
-        try:
-            event["ts"] = _iso_to_epoch(ts)
-        except ValueError:
-            return f"line {line_no}: {_ts_problem(ts)}"
+        epoch = _TS_CACHE.get(ts)
+        if epoch is None:
+            try:
+                epoch = _iso_to_epoch(ts)
+            except ValueError:
+                return f"line {line_no}: {_ts_problem(ts)}"
+            if len(_TS_CACHE) >= 4096:
+                _TS_CACHE.clear()
+            _TS_CACHE[ts] = epoch
+        event["ts"] = epoch
     return event
 
 

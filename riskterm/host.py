@@ -120,6 +120,7 @@ class EngineHost:
         self.pool = JobPool(self.opts.db_path, self.config.smart_risk, self.engine,
                             on_record=on_record, clock=self.engine.now)
         await self.pool.start()
+        self.pool.store.before_commit = self.recorder.flush
         self.engine.enqueue_job = self.pool.enqueue_nowait
 
     def request_stop(self, code: int | None = None) -> None:

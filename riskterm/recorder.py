@@ -11,9 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
+import orjson
 
 from riskterm.engine import Engine, RestoredState
 from riskterm.lockouts import Lockout
+from riskterm.strictjson import finite, strict_dumps
 
 Sink = Callable[[list[tuple[dict[str, Any], str]]], None]
 
@@ -40,24 +42,18 @@ def _locked(exc: sqlite3.Error) -> bool:
 
 
 def dumps(rec: dict[str, Any]) -> str:
-    """A record as strict JSON. Finite but enormous prices can overflow the engine's P&L to
-    inf/nan; JSON has no such numbers, so they become null (the message still says -inf)."""
+    """A record as strict JSON (orjson: a tenth of json.dumps's time, and records are the
+    engine's main output). Finite but enormous prices can overflow the engine's P&L to inf/nan;
+    JSON has no such numbers, so they become null (the message still says -inf)."""
+    for value in rec.values():
+        if value.__class__ is float and not -math.inf < value < math.inf:
+            for key, item in rec.items():  # in place: the sinks get the record as stored
+                rec[key] = finite(item)
+            break
     try:
-        return json.dumps(rec, allow_nan=False)
-    except ValueError:
-        for key, value in rec.items():  # in place: the sinks get the record as stored
-            rec[key] = _finite(value)
-        return json.dumps(rec, allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+        return orjson.dumps(rec).decode()
+    except (orjson.JSONEncodeError, TypeError):  # an int beyond 64 bits, say
+        return strict_dumps(rec)
 
 
 def _record_row(rec: dict[str, Any], body: str) -> tuple[Any, ...]:

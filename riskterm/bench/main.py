@@ -26,7 +26,11 @@ def bench_main(args: Any) -> int:
     for name in names:
         if not args.json:
             print(f"running {name}...", file=sys.stderr, flush=True)
-        results[name] = getattr(runners, name)(config, size)
+        try:
+            results[name] = getattr(runners, name)(config, size)
+        except Exception as exc:  # a benchmark that cannot run says why; no traceback
+            print(f"riskterm: the {name} benchmark failed: {exc}", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(results))
     else:

@@ -110,6 +110,9 @@ class JobStore:
         self.lock = asyncio.Lock()
         self.commits = 0
         self.failure: BaseException | None = None
+        # runs before each group commit: the host commits the engine's records first, so the
+        # violation whose smart_review queued a job is never reported after the job
+        self.before_commit: Callable[[], Awaitable[Any]] | None = None
         self._batch = _Batch()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -203,6 +206,11 @@ class JobStore:
 
     async def _commit(self, batch: _Batch) -> None:
         if not batch.empty():
+            if self.before_commit is not None:
+                try:
+                    await self.before_commit()
+                except Exception as exc:
+                    raise StorageError(str(exc)) from exc
             try:
                 async with self.lock:
                     dups = await self._write(batch)

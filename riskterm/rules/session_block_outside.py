@@ -87,7 +87,7 @@ class SessionBlockOutside(Rule):
     def _arm(self) -> None:
         self._generation += 1
         try:
-            due = self.engine.calendar.next_session_end(self.engine.clock)
+            due = self.engine.calendar.next_session_end(self.engine.rearm_from())
         except ValueError:  # no session is ever held: nothing to close at
             return
         self.engine.schedule(due, self._at_close, self._generation)

@@ -10,6 +10,7 @@ the latest value per row — and tables update only the cells that changed.
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
 import time
 from collections import deque
@@ -129,6 +130,10 @@ class RiskTermApp(App[int]):
         except Exception as exc:  # the history and job screens stay empty; the engine runs on
             self._diagnostic(f"cannot open the database for reading: {exc}")
         self.jobs = job_source_for(host.pool, self.reader)
+        # everything built so far (Textual, the widgets, the rules, the engine) lives as long as
+        # the app: kept out of the collector's generations, a full collection under a fast feed
+        # scans only what came since and stays short enough not to stall a key press
+        gc.freeze()
         self.engine_state = "live"
         self.post_message(EngineStarted())
         error = None
