@@ -63,6 +63,7 @@ class EngineHost:
         self.pool: Any = None
         self.paused = False
         self.events_in = 0
+        self._pace: tuple[float, float] | None = None  # (first event ts, loop time) at --speed
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
         self.failure: BaseException | None = None
@@ -197,41 +198,82 @@ class EngineHost:
             await asyncio.sleep(0)
 
     async def _run_replay(self, path: str | None) -> None:
-        engine = self.engine
-        loop = asyncio.get_running_loop()
-        first_ts: float | None = None
-        t0 = loop.time()
         skip = self.resume_after
         if self._limit_reached():  # --max-events 0: take nothing from the source
             return
         async for chunk in read_lines(path):
-            for line_no, raw in chunk:
-                if self._stop.is_set():
+            if self._stop.is_set():
+                return
+            if self.speed > 0 or self.paused:
+                if not await self._paced(chunk, skip):
                     return
-                if line_no <= skip:
-                    continue
-                engine.cursor = line_no
-                event = parse_line(raw, line_no)
-                if event is None:
-                    continue
-                if isinstance(event, str):
-                    engine.reject(line_no, event)
-                    continue
+            elif not self._chunk(chunk, skip):
+                return
+            await self._backpressure()
+
+    def _chunk(self, chunk: list[tuple[int, bytes]], skip: int) -> bool:
+        """Process a chunk at full speed; False once --max-events is reached.
+
+        Nothing else runs until this returns (no await inside), so stop and pause requests,
+        and commits, fall between chunks, and the cursor moves once per chunk.
+        """
+        engine = self.engine
+        process, reject, parse = engine.process, engine.reject, parse_line
+        max_events = self.opts.max_events
+        room = -1 if max_events is None else max_events - self.events_in
+        taken = 0
+        for line_no, raw in chunk:
+            if line_no <= skip:
+                continue
+            event = parse(raw, line_no)
+            if event.__class__ is dict:
+                process(event)  # type: ignore[arg-type]
+                taken += 1
+                if taken == room:  # stop before taking a line it would not process
+                    engine.cursor = line_no
+                    self.events_in += taken
+                    return False
+            elif event is not None:
+                reject(line_no, event)  # type: ignore[arg-type]
+        last = chunk[-1][0]
+        if last > skip:
+            engine.cursor = last
+        self.events_in += taken
+        return True
+
+    async def _paced(self, chunk: list[tuple[int, bytes]], skip: int) -> bool:
+        """Process a chunk at --speed pace (or while paused); False to stop."""
+        engine = self.engine
+        loop = asyncio.get_running_loop()
+        for line_no, raw in chunk:
+            if self._stop.is_set():
+                return False
+            if line_no <= skip:
+                continue
+            event = parse_line(raw, line_no)
+            if isinstance(event, dict):
                 if self.speed > 0:
-                    if first_ts is None:
-                        first_ts = event["ts"]
+                    if self._pace is None:
+                        self._pace = (event["ts"], loop.time())
+                    first_ts, t0 = self._pace
                     delay = (event["ts"] - first_ts) / self.speed - (loop.time() - t0)
                     if delay > 0:
                         await self._sleep(delay)
                         if self._stop.is_set():
-                            return
+                            return False
                 while self.paused and not self._stop.is_set():
                     await self._sleep(0.1)
+                if self._stop.is_set():
+                    return False
                 engine.process(event)
                 self.events_in += 1
-                if self._limit_reached():  # stop before pulling a line it would not process
-                    return
-            await self._backpressure()
+            elif event is not None:
+                engine.reject(line_no, event)
+            # after the line is done: a commit during the next wait must not skip a line
+            engine.cursor = line_no
+            if self._limit_reached():
+                return False
+        return True
 
     async def _run_sim(self) -> None:
         engine = self.engine

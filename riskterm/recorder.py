@@ -61,6 +61,19 @@ def _record_row(rec: dict[str, Any], body: str) -> tuple[Any, ...]:
 
 
 INSERT_RECORD = "INSERT INTO records (kind, ts, account, rule, body) VALUES (?, ?, ?, ?, ?)"
+ROWS_PER_INSERT = 500  # 2,500 parameters, under SQLite's limit of 32,766
+
+
+def _multi_row(rows: list[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
+    """Records as INSERTs of many rows each. Each statement is one sqlite3_step, and so one
+    release of the GIL: executemany releases it per row, and each time the database thread
+    waits up to a switch interval (5 ms) for the busy ingest thread to give it back."""
+    out: list[tuple[str, list[Any]]] = []
+    for i in range(0, len(rows), ROWS_PER_INSERT):
+        part = rows[i:i + ROWS_PER_INSERT]
+        sql = INSERT_RECORD + ", (?, ?, ?, ?, ?)" * (len(part) - 1)
+        out.append((sql, [tuple(v for row in part for v in row)]))
+    return out
 
 
 class Recorder:
@@ -100,54 +113,55 @@ class Recorder:
         return len(bodies)
 
     async def _write(self, changes: Any, bodies: list[str]) -> None:
-        conn = self.conn
-        await conn.execute("BEGIN IMMEDIATE")
+        run_in_db_thread = getattr(self.conn, "_execute", None)
+        if run_in_db_thread is not None:
+            # the whole transaction in one hop to aiosqlite's thread: it commits on the other
+            # core while ingest goes on, instead of advancing one statement per loop turn
+            await run_in_db_thread(self._write_sync, changes, bodies)
+            return
+        await conn_write(self.conn, self._statements(changes, bodies))
+
+    def _write_sync(self, changes: Any, bodies: list[str]) -> None:
+        db: sqlite3.Connection = self.conn._conn  # runs on the connection's own thread
+        db.execute("BEGIN IMMEDIATE")
         try:
-            if changes.records:
-                await conn.executemany(
-                    INSERT_RECORD,
-                    [_record_row(r, b) for r, b in zip(changes.records, bodies, strict=True)],
-                )
-            if changes.lockouts_added:
-                await conn.executemany(
-                    "INSERT OR REPLACE INTO lockouts (id, account, rule, state, until_kind, "
-                    "until_ts, created_ts, active) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
-                    [(lk.id, lk.account, lk.rule, lk.state, lk.kind, lk.until, lk.created)
-                     for lk in changes.lockouts_added],
-                )
-            if changes.lockouts_lifted:
-                await conn.executemany(
-                    "UPDATE lockouts SET active = 0, lifted_ts = ?, lift_reason = ? WHERE id = ?",
-                    [(ts, reason, lid) for lid, ts, reason in changes.lockouts_lifted],
-                )
-            if changes.accounts:
-                await conn.executemany(
-                    "INSERT OR REPLACE INTO accounts (account, data) VALUES (?, ?)",
-                    changes.accounts,
-                )
-            if changes.positions:
-                await conn.executemany(
-                    "INSERT OR REPLACE INTO positions (account, symbol, qty, avg_price, opened_ts)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    changes.positions,
-                )
-            if changes.engine_state is not None:
-                await conn.execute(
-                    "INSERT OR REPLACE INTO engine_state (key, value) VALUES ('engine', ?)",
-                    (changes.engine_state,),
-                )
-            if changes.cursor is not None and self.cursor_key is not None:
-                await conn.execute(
-                    "INSERT OR REPLACE INTO engine_state (key, value) VALUES (?, ?)",
-                    (self.cursor_key, str(changes.cursor)),
-                )
-            await conn.execute("COMMIT")
+            for sql, rows in self._statements(changes, bodies):
+                db.executemany(sql, rows)
+            db.execute("COMMIT")
         except BaseException:
             try:
-                await conn.execute("ROLLBACK")
+                db.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
             raise
+
+    def _statements(self, changes: Any, bodies: list[str]) -> list[tuple[str, list[Any]]]:
+        out: list[tuple[str, list[Any]]] = []
+        if changes.records:
+            rows = [_record_row(r, b) for r, b in zip(changes.records, bodies, strict=True)]
+            out += _multi_row(rows)
+        if changes.lockouts_added:
+            out.append(("INSERT OR REPLACE INTO lockouts (id, account, rule, state, until_kind, "
+                        "until_ts, created_ts, active) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+                        [(lk.id, lk.account, lk.rule, lk.state, lk.kind, lk.until, lk.created)
+                         for lk in changes.lockouts_added]))
+        if changes.lockouts_lifted:
+            out.append(("UPDATE lockouts SET active = 0, lifted_ts = ?, lift_reason = ? "
+                        "WHERE id = ?",
+                        [(ts, reason, lid) for lid, ts, reason in changes.lockouts_lifted]))
+        if changes.accounts:
+            out.append(("INSERT OR REPLACE INTO accounts (account, data) VALUES (?, ?)",
+                        changes.accounts))
+        if changes.positions:
+            out.append(("INSERT OR REPLACE INTO positions (account, symbol, qty, avg_price, "
+                        "opened_ts) VALUES (?, ?, ?, ?, ?)", changes.positions))
+        if changes.engine_state is not None:
+            out.append(("INSERT OR REPLACE INTO engine_state (key, value) VALUES ('engine', ?)",
+                        [(changes.engine_state,)]))
+        if changes.cursor is not None and self.cursor_key is not None:
+            out.append(("INSERT OR REPLACE INTO engine_state (key, value) VALUES (?, ?)",
+                        [(self.cursor_key, str(changes.cursor))]))
+        return out
 
     async def write_record(self, rec: dict[str, Any]) -> None:
         """Commit one record that is not the engine's (the summary), then report it."""
@@ -166,6 +180,22 @@ class Recorder:
                     raise StorageError(f"cannot write to the database: {exc}", 1) from exc
         for sink in self.sinks:
             sink([(rec, body)])
+
+
+async def conn_write(conn: aiosqlite.Connection,
+                     statements: list[tuple[str, list[Any]]]) -> None:
+    """One transaction through aiosqlite's public API (a hop per statement)."""
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, rows in statements:
+            await conn.executemany(sql, rows)
+        await conn.execute("COMMIT")
+    except BaseException:
+        try:
+            await conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        raise
 
 
 async def load_state(conn: aiosqlite.Connection) -> RestoredState:

@@ -1,4 +1,5 @@
 """Replay throughput: parse -> book -> full default rule set -> records committed to SQLite,
+the best of two runs,
 against plain json.loads over the same lines in the same run."""
 
 from __future__ import annotations
@@ -43,11 +44,17 @@ async def replay_once(path: Path, config: RulesConfig, db: Path) -> tuple[int, f
     return n, elapsed, committed
 
 
+RUNS = 2  # best of: a shared machine's noise only ever slows a run down
+
+
 def bench_replay(config: RulesConfig, n: int = 200_000) -> dict[str, Any]:
+    rate = baseline = 0.0
     with tempfile.TemporaryDirectory(prefix="riskterm-bench-") as tmp:
         path = write_file(Path(tmp) / "events.jsonl", n)
-        baseline = json_loads_rate(path)
-        events, elapsed, records = asyncio.run(replay_once(path, config, Path(tmp) / "b.db"))
-    rate = events / elapsed
+        for run in range(RUNS):  # baseline and replay alternate, each on a fresh database
+            baseline = max(baseline, json_loads_rate(path))
+            events, elapsed, records = asyncio.run(
+                replay_once(path, config, Path(tmp) / f"b{run}.db"))
+            rate = max(rate, events / elapsed)
     return {"events": events, "events_per_s": round(rate), "json_loads_per_s": round(baseline),
             "ratio": round(rate / baseline, 3), "records": records}

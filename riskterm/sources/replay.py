@@ -16,27 +16,46 @@ from typing import BinaryIO
 
 from riskterm.events import MAX_LINE_BYTES
 
-CHUNK_LINES = 2000
+BLOCK_BYTES = 1 << 18  # file input is read and split this much at a time
 
 
-def _read_chunk(stream: BinaryIO, n: int) -> list[bytes]:
-    out = []
-    for _ in range(n):
-        # readline with a cap: a huge line is cut into pieces we can recognise as oversized
-        line = stream.readline(MAX_LINE_BYTES + 2)
-        if not line:
-            break
-        if len(line) > MAX_LINE_BYTES + 1 and not line.endswith(b"\n"):
-            # swallow the rest of the oversized line, keep a marker of its length
-            extra = 0
-            while True:
-                more = stream.readline(1 << 20)
-                extra += len(more)
-                if not more or more.endswith(b"\n"):
-                    break
-            line = _Oversized(line, len(line) + extra - 1)
-        out.append(line)
-    return out
+def _file_chunks(stream: BinaryIO, block: int = BLOCK_BYTES) -> Iterator[list[bytes]]:
+    """The lines of a file, a block at a time (one split per block, not a call per line).
+
+    A line longer than the limit is never held whole: past MAX_LINE_BYTES + 1 bytes only its
+    head is kept, and it comes out as an _Oversized carrying its true length.
+    """
+    limit = MAX_LINE_BYTES + 1
+    pending = b""
+    dropped = -1  # >= 0 while skipping the rest of an oversized line (bytes skipped so far)
+    while True:
+        data = stream.read(block)
+        if not data:
+            if dropped >= 0:
+                yield [_Oversized(pending, len(pending) + dropped)]
+            elif pending:
+                yield [pending]
+            return
+        if dropped >= 0:
+            cut = data.find(b"\n")
+            if cut < 0:
+                dropped += len(data)
+                continue
+            lines: list[bytes] = [_Oversized(pending, len(pending) + dropped + cut)]
+            pending, dropped, data = b"", -1, data[cut + 1:]
+        else:
+            lines = []
+        parts = (pending + data).split(b"\n") if pending else data.split(b"\n")
+        pending = parts.pop()  # the unfinished last line (b"" after a newline)
+        for raw in parts:
+            if len(raw) > limit:
+                raw = _Oversized(raw[:limit], len(raw))
+            lines.append(raw)
+        if len(pending) > limit:
+            dropped = len(pending) - limit
+            pending = pending[:limit]
+        if lines:
+            yield lines
 
 
 class _Oversized(bytes):
@@ -174,12 +193,7 @@ async def read_lines(path: str | None) -> AsyncIterator[list[tuple[int, bytes]]]
         finally:
             feed.stop()
     with Path(path).open("rb") as stream:
-        while True:
-            chunk = _read_chunk(stream, CHUNK_LINES)
-            if not chunk:
-                return
-            numbered = []
-            for raw in chunk:
-                line_no += 1
-                numbered.append((line_no, raw))
+        for chunk in _file_chunks(stream):
+            numbered = list(enumerate(chunk, line_no + 1))
+            line_no += len(chunk)
             yield numbered
