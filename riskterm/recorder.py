@@ -113,8 +113,10 @@ class Recorder:
         return len(bodies)
 
     async def _write(self, changes: Any, bodies: list[str]) -> None:
+        # aiosqlite has no public "run this on your thread"; _execute and _conn are private
+        # (present 0.20-0.22), so anything else takes the public path below
         run_in_db_thread = getattr(self.conn, "_execute", None)
-        if run_in_db_thread is not None:
+        if run_in_db_thread is not None and hasattr(type(self.conn), "_conn"):
             # the whole transaction in one hop to aiosqlite's thread: it commits on the other
             # core while ingest goes on, instead of advancing one statement per loop turn
             await run_in_db_thread(self._write_sync, changes, bodies)
