@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from riskterm.db import open_db
 from riskterm.engine import Engine
 from riskterm.events import parse_line
 from riskterm.recorder import Recorder, Sink, load_cursor, load_state
+from riskterm.sources import parse_ahead
 from riskterm.sources.replay import read_lines
 from riskterm.timefmt import iso
 
@@ -100,6 +102,9 @@ class EngineHost:
         if self.with_jobs:
             await self._start_pool()
         self._flush_task = asyncio.create_task(self._flusher())
+        # what start-up built (modules, rules, restored state) lives as long as the engine:
+        # keep it out of the collector's full passes, which a fast replay triggers repeatedly
+        gc.freeze()
         self._tasks.append(asyncio.create_task(self._watch_unlocks()))
         if self.opts.is_live:
             self._tasks.append(asyncio.create_task(self._ticker()))
@@ -201,21 +206,25 @@ class EngineHost:
         skip = self.resume_after
         if self._limit_reached():  # --max-events 0: take nothing from the source
             return
-        async for chunk in read_lines(path):
+        # a big file at full speed is parsed on the other core (sources.parse_ahead)
+        parsed = path is not None and self.speed == 0 and parse_ahead.usable(path)
+        chunks = parse_ahead.parsed_chunks(path) if parsed else read_lines(path)  # type: ignore
+        async for chunk in chunks:
             if self._stop.is_set():
                 return
             if self.speed > 0 or self.paused:
-                if not await self._paced(chunk, skip):
+                if not await self._paced(chunk, skip, parsed):
                     return
-            elif not self._chunk(chunk, skip):
+            elif not self._chunk(chunk, skip, parsed):
                 return
             await self._backpressure()
 
-    def _chunk(self, chunk: list[tuple[int, bytes]], skip: int) -> bool:
+    def _chunk(self, chunk: list[tuple[int, Any]], skip: int, parsed: bool = False) -> bool:
         """Process a chunk at full speed; False once --max-events is reached.
 
         Nothing else runs until this returns (no await inside), so stop and pause requests,
-        and commits, fall between chunks, and the cursor moves once per chunk.
+        and commits, fall between chunks, and the cursor moves once per chunk. `chunk` holds raw
+        lines, or with `parsed` what parse_line made of them.
         """
         engine = self.engine
         process, reject, parse = engine.process, engine.reject, parse_line
@@ -225,7 +234,7 @@ class EngineHost:
         for line_no, raw in chunk:
             if line_no <= skip:
                 continue
-            event = parse(raw, line_no)
+            event = raw if parsed else parse(raw, line_no)
             if event.__class__ is dict:
                 process(event)  # type: ignore[arg-type]
                 taken += 1
@@ -241,7 +250,7 @@ class EngineHost:
         self.events_in += taken
         return True
 
-    async def _paced(self, chunk: list[tuple[int, bytes]], skip: int) -> bool:
+    async def _paced(self, chunk: list[tuple[int, Any]], skip: int, parsed: bool = False) -> bool:
         """Process a chunk at --speed pace (or while paused); False to stop."""
         engine = self.engine
         loop = asyncio.get_running_loop()
@@ -250,7 +259,7 @@ class EngineHost:
                 return False
             if line_no <= skip:
                 continue
-            event = parse_line(raw, line_no)
+            event = raw if parsed else parse_line(raw, line_no)
             if isinstance(event, dict):
                 if self.speed > 0:
                     if self._pace is None:

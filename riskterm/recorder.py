@@ -61,17 +61,23 @@ def _record_row(rec: dict[str, Any], body: str) -> tuple[Any, ...]:
 
 
 INSERT_RECORD = "INSERT INTO records (kind, ts, account, rule, body) VALUES (?, ?, ?, ?, ?)"
-ROWS_PER_INSERT = 500  # 2,500 parameters, under SQLite's limit of 32,766
+MAX_PARAMS = 30_000  # per statement: under SQLite's default limit of 32,766 (since 3.32)
 
 
-def _multi_row(rows: list[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
-    """Records as INSERTs of many rows each. Each statement is one sqlite3_step, and so one
-    release of the GIL: executemany releases it per row, and each time the database thread
-    waits up to a switch interval (5 ms) for the busy ingest thread to give it back."""
+def _multi_row(head: str, rows: list[tuple[Any, ...]],
+               tail: str = "") -> list[tuple[str, list[Any]]]:
+    """`head VALUES (?, ...), (?, ...) ... tail` statements holding as many rows as fit.
+
+    Each statement is one sqlite3_step, and so one release of the GIL: executemany releases it
+    per row, and while ingest runs, each time the database thread needs it back it waits out
+    at least a switch interval (5 ms). A commit of a few statements stays quick that way."""
+    width = len(rows[0])
+    group = "(" + ", ".join("?" * width) + ")"
+    per = MAX_PARAMS // width
     out: list[tuple[str, list[Any]]] = []
-    for i in range(0, len(rows), ROWS_PER_INSERT):
-        part = rows[i:i + ROWS_PER_INSERT]
-        sql = INSERT_RECORD + ", (?, ?, ?, ?, ?)" * (len(part) - 1)
+    for i in range(0, len(rows), per):
+        part = rows[i:i + per]
+        sql = f"{head} VALUES {', '.join([group] * len(part))}{tail}"
         out.append((sql, [tuple(v for row in part for v in row)]))
     return out
 
@@ -119,15 +125,15 @@ class Recorder:
         if run_in_db_thread is not None and hasattr(type(self.conn), "_conn"):
             # the whole transaction in one hop to aiosqlite's thread: it commits on the other
             # core while ingest goes on, instead of advancing one statement per loop turn
-            await run_in_db_thread(self._write_sync, changes, bodies)
+            await run_in_db_thread(self._write_sync, self._statements(changes, bodies))
             return
         await conn_write(self.conn, self._statements(changes, bodies))
 
-    def _write_sync(self, changes: Any, bodies: list[str]) -> None:
+    def _write_sync(self, statements: list[tuple[str, list[Any]]]) -> None:
         db: sqlite3.Connection = self.conn._conn  # runs on the connection's own thread
         db.execute("BEGIN IMMEDIATE")
         try:
-            for sql, rows in self._statements(changes, bodies):
+            for sql, rows in statements:
                 db.executemany(sql, rows)
             db.execute("COMMIT")
         except BaseException:
@@ -140,29 +146,34 @@ class Recorder:
     def _statements(self, changes: Any, bodies: list[str]) -> list[tuple[str, list[Any]]]:
         out: list[tuple[str, list[Any]]] = []
         if changes.records:
-            rows = [_record_row(r, b) for r, b in zip(changes.records, bodies, strict=True)]
-            out += _multi_row(rows)
+            out += _multi_row(
+                "INSERT INTO records (kind, ts, account, rule, body)",
+                [_record_row(r, b) for r, b in zip(changes.records, bodies, strict=True)])
         if changes.lockouts_added:
-            out.append(("INSERT OR REPLACE INTO lockouts (id, account, rule, state, until_kind, "
-                        "until_ts, created_ts, active) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
-                        [(lk.id, lk.account, lk.rule, lk.state, lk.kind, lk.until, lk.created)
-                         for lk in changes.lockouts_added]))
+            out += _multi_row(
+                "INSERT OR REPLACE INTO lockouts (id, account, rule, state, until_kind, until_ts, "
+                "created_ts, active)",
+                [(lk.id, lk.account, lk.rule, lk.state, lk.kind, lk.until, lk.created, 1)
+                 for lk in changes.lockouts_added])
         if changes.lockouts_lifted:
-            out.append(("UPDATE lockouts SET active = 0, lifted_ts = ?, lift_reason = ? "
-                        "WHERE id = ?",
-                        [(ts, reason, lid) for lid, ts, reason in changes.lockouts_lifted]))
+            out += _multi_row(
+                "WITH lifted (id, ts, reason) AS (", changes.lockouts_lifted,
+                ") UPDATE lockouts SET active = 0, "
+                "lifted_ts = (SELECT ts FROM lifted WHERE lifted.id = lockouts.id), "
+                "lift_reason = (SELECT reason FROM lifted WHERE lifted.id = lockouts.id) "
+                "WHERE id IN (SELECT id FROM lifted)")
         if changes.accounts:
-            out.append(("INSERT OR REPLACE INTO accounts (account, data) VALUES (?, ?)",
-                        changes.accounts))
+            out += _multi_row("INSERT OR REPLACE INTO accounts (account, data)", changes.accounts)
         if changes.positions:
-            out.append(("INSERT OR REPLACE INTO positions (account, symbol, qty, avg_price, "
-                        "opened_ts) VALUES (?, ?, ?, ?, ?)", changes.positions))
+            out += _multi_row("INSERT OR REPLACE INTO positions (account, symbol, qty, avg_price, "
+                              "opened_ts)", changes.positions)
+        state = []
         if changes.engine_state is not None:
-            out.append(("INSERT OR REPLACE INTO engine_state (key, value) VALUES ('engine', ?)",
-                        [(changes.engine_state,)]))
+            state.append(("engine", changes.engine_state))
         if changes.cursor is not None and self.cursor_key is not None:
-            out.append(("INSERT OR REPLACE INTO engine_state (key, value) VALUES (?, ?)",
-                        [(self.cursor_key, str(changes.cursor))]))
+            state.append((self.cursor_key, str(changes.cursor)))
+        if state:
+            out += _multi_row("INSERT OR REPLACE INTO engine_state (key, value)", state)
         return out
 
     async def write_record(self, rec: dict[str, Any]) -> None:
