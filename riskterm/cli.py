@@ -277,7 +277,13 @@ async def run_headless(opts: Any, config: Any, *, announce_db: bool = False) -> 
                 with contextlib.suppress(asyncio.CancelledError):
                     await feeder
         if not feeder.cancelled():
-            feeder.result()
+            try:
+                feeder.result()
+            except OSError as exc:  # the input broke off (a read error): keep what was done
+                _err(f"stopping: {exc}")
+                await host.finish(wait_for_jobs=False)
+                await host.close()
+                return 1
         if host.failure is not None:
             raise host.failure
         await host.finish(wait_for_jobs=host.stop_code is None and not opts.is_live)

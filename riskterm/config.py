@@ -446,9 +446,10 @@ _BOUNDS = {"greater_than": ("gt", "greater than"), "greater_than_equal": ("ge", 
 class _Checker:
     """Turns the composed YAML into a RulesConfig, collecting every issue on the way."""
 
-    def __init__(self, path: str, root: Node | None) -> None:
+    def __init__(self, path: str, root: Node | None, text: str) -> None:
         self.path = path
         self.root = root
+        self.text = text
         self.issues: list[ConfigIssue] = []
         self._seen: set[ConfigIssue] = set()
         self._budget = 200_000  # nodes; guards against alias bombs
@@ -467,7 +468,7 @@ class _Checker:
         if mark is None:
             self.issue(1, 1, message)
         else:
-            self.issue(mark.line + 1, mark.column + 1, message)
+            self.issue(*_position(self.text, mark), message)
 
     def find(self, path: Path_) -> tuple[Node | None, Any, bool]:
         """(deepest node found, mark of its key, whether the whole path was found).
@@ -534,7 +535,7 @@ class _Checker:
                     self.issue_at(knode.start_mark, f"duplicate key '{text}' in "
                                   f"{_display(path) or 'the file'} (first on line "
                                   f"{first_line[text]})")
-                first_line.setdefault(text, knode.start_mark.line + 1)
+                first_line.setdefault(text, _position(self.text, knode.start_mark)[0])
                 out[text] = self.to_py(vnode, (*path, text), depth + 1)
             return out
         self.issue_at(node.start_mark, f"unsupported YAML tag {_tag(node)}")
@@ -721,6 +722,18 @@ class _Checker:
 # --------------------------------------------------------------------------- entry points
 
 
+def _position(text: str, at: Any) -> tuple[int, int]:
+    """1-based (line, column) of a YAML mark or a character index, counting lines as an
+    editor does: YAML also breaks lines at U+0085, U+2028 and U+2029, and its marks count those.
+    """
+    index = at if isinstance(at, int) else at.index
+    line = text.count("\n", 0, index) + 1
+    start = text.rfind("\n", 0, index) + 1
+    if start == 0 and text.startswith("\ufeff") and index > 0:
+        start = 1  # a byte-order mark takes no column
+    return line, index - start + 1
+
+
 def load_rules_text(text: str, path: str = "<rules>") -> RulesConfig:
     """Parse and validate rules.yaml text. Raises RulesError listing every problem."""
     try:
@@ -730,18 +743,16 @@ def load_rules_text(text: str, path: str = "<rules>") -> RulesConfig:
         what = exc.problem or exc.context or "invalid YAML"
         if exc.context and what.startswith("but "):  # "expected a single document ..., but"
             what = f"{exc.context}, {what}"
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        line, col = _position(text, mark) if mark else (1, 1)
         raise RulesError([ConfigIssue(path, line, col, f"invalid YAML: {what}")]) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
-        pos = exc.position
-        line = text.count("\n", 0, pos) + 1
-        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        line, col = _position(text, exc.position)
         char = exc.character  # an int (code point) for text input
         what = f"character U+{char:04X} is not allowed" if isinstance(char, int) else str(exc)
         raise RulesError([ConfigIssue(path, line, col, f"invalid YAML: {what}")]) from None
     except yaml.YAMLError as exc:
         raise RulesError([ConfigIssue(path, 1, 1, f"invalid YAML: {exc}")]) from None
-    checker = _Checker(path, root)
+    checker = _Checker(path, root, text)
     config = checker.check()
     if config is None:
         issues = sorted(checker.issues, key=lambda i: (i.line, i.col)) or [

@@ -100,6 +100,8 @@ class Engine:
         self.fired: set[tuple[str, str, str | None]] = set()
         self.warned: set[tuple[str, str, str | None]] = set()
         self._unknown_symbols: set[str] = set()
+        # called with the new time before the clock moves (the dashboard samples P&L there)
+        self.watch_clock: Callable[[float], None] | None = None
         self.gate_quotes = True  # False: every quote re-runs every quote rule (tests compare)
         # pending changes for the recorder
         self._records: list[dict[str, Any]] = []
@@ -109,6 +111,7 @@ class Engine:
         self._lock_lifted: list[tuple[int, float, str]] = []
         self._state_dirty = False
         self._marks_dirty = False
+        self._stamp_clock, self._stamp = -INF, ""
         self.cursor = 0  # the replay's last processed line; the host sets it
         self._cursor_saved = 0
         # counters for the summary
@@ -222,6 +225,8 @@ class Engine:
 
     def advance(self, now: float) -> None:
         """Move the clock to `now`, firing every timer due on the way at its due time."""
+        if self.watch_clock is not None:
+            self.watch_clock(now)
         if not self.started:
             self._start(now)
         timers = self._timers
@@ -272,8 +277,12 @@ class Engine:
     def process(self, ev: dict[str, Any]) -> None:
         now = self.wall() if self.live else ev["ts"]
         timers = self._timers
-        if now > self.clock or (timers and timers[0][0] <= now) or not self.started:
+        if (timers and timers[0][0] <= now) or not self.started:
             self.advance(now)
+        elif now > self.clock:  # no timer on the way (the common case): no call into advance
+            if self.watch_clock is not None:
+                self.watch_clock(now)
+            self.clock = now
         self.n_events += 1
         self._handlers[ev["type"]](ev)
 
@@ -443,20 +452,25 @@ class Engine:
         holders = self.holders.get(symbol)
         if not holders:
             return
+        if not self.dispatch.get("quote"):
+            for pos in holders.values():
+                pos.mark = mark
+            return
         accounts = self.accounts
-        gated = bool(self.dispatch.get("quote"))
+        gate = self.gate_quotes
         for account, pos in tuple(holders.items()):
             old = pos.mark
             pos.mark = mark
             acct = accounts[account]
-            if not gated or not acct.quote_rules:
-                continue
-            if old is not None and not acct.stale and self.gate_quotes:
-                drift = acct.drift = acct.drift + abs((mark - old) * pos.qty * pos.point_value)
+            if old is not None and gate and not acct.stale:
+                if old == mark:
+                    drift = acct.drift
+                else:
+                    drift = acct.drift = acct.drift + abs((mark - old) * pos.qty * pos.point_value)
                 if drift < acct.slack:
                     continue  # no quote rule can change its outcome yet
                 self._quote_rules(ev, acct, drift, False)
-            else:
+            elif acct.quote_rules:
                 self._quote_rules(ev, acct, acct.drift, True)
 
     def _quote_rules(self, ev: dict[str, Any], acct: AccountState, drift: float,
@@ -596,7 +610,7 @@ class Engine:
         """Write a violation, then its enforcements, then its lockout (in that order)."""
         self.n_violations += 1
         rec = {
-            "kind": "violation", "ts": iso(self.clock), "rule": rule_id, "account": acct.name,
+            "kind": "violation", "ts": self.stamp(), "rule": rule_id, "account": acct.name,
             "symbol": symbol, "action": list(actions), "message": message, "value": value,
             "limit": limit,
         }
@@ -627,7 +641,7 @@ class Engine:
             self.schedule(until, self._expire_lockout, lk)
         acct.state = self.lockouts.state(acct.name)
         self._emit({
-            "kind": "lockout", "ts": iso(now), "account": acct.name, "rule": rule,
+            "kind": "lockout", "ts": self.stamp(), "account": acct.name, "rule": rule,
             "state": state, "until": iso(until) if until is not None else None,
         })
         return lk
@@ -667,16 +681,24 @@ class Engine:
     def _emit(self, rec: dict[str, Any]) -> None:
         self._records.append(rec)
 
+    def stamp(self) -> str:
+        """The engine clock as a record's ts (a violation, its enforcements and its lockout
+        share one instant: formatted once)."""
+        clock = self.clock
+        if clock != self._stamp_clock:
+            self._stamp_clock, self._stamp = clock, iso(clock)
+        return self._stamp
+
     def emit_warning(self, rule: str, account: str, symbol: str | None, message: str,
                      value: Any, limit: Any) -> None:
         self.n_warnings += 1
-        self._emit({"kind": "warning", "ts": iso(self.clock), "rule": rule, "account": account,
+        self._emit({"kind": "warning", "ts": self.stamp(), "rule": rule, "account": account,
                     "symbol": symbol, "message": message, "value": value, "limit": limit})
 
     def emit_enforcement(self, action: str, rule: str, account: str, symbol: str | None,
                          order_id: str | None, status: str, detail: str) -> dict[str, Any]:
         self.n_enforcements += 1
-        rec = {"kind": "enforcement", "ts": iso(self.clock), "action": action, "account": account,
+        rec = {"kind": "enforcement", "ts": self.stamp(), "action": action, "account": account,
                "symbol": symbol, "rule": rule, "order_id": order_id, "status": status,
                "detail": detail}
         self._emit(rec)

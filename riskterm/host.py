@@ -209,15 +209,16 @@ class EngineHost:
         # a big file at full speed is parsed on the other core (sources.parse_ahead)
         parsed = path is not None and self.speed == 0 and parse_ahead.usable(path)
         chunks = parse_ahead.parsed_chunks(path) if parsed else read_lines(path)  # type: ignore
-        async for chunk in chunks:
-            if self._stop.is_set():
-                return
-            if self.speed > 0 or self.paused:
-                if not await self._paced(chunk, skip, parsed):
+        async with contextlib.aclosing(chunks):  # stopping early ends the reader (or child) now
+            async for chunk in chunks:
+                if self._stop.is_set():
                     return
-            elif not self._chunk(chunk, skip, parsed):
-                return
-            await self._backpressure()
+                if self.speed > 0 or self.paused:
+                    if not await self._paced(chunk, skip, parsed):
+                        return
+                elif not self._chunk(chunk, skip, parsed):
+                    return
+                await self._backpressure()
 
     def _chunk(self, chunk: list[tuple[int, Any]], skip: int, parsed: bool = False) -> bool:
         """Process a chunk at full speed; False once --max-events is reached.

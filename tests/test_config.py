@@ -475,3 +475,12 @@ def test_action_list_deduplicated() -> None:
     p = DailyRealizedLossParams.model_validate(
         {"limit": -1, "action": ["alert", "flatten", "alert"]})
     assert p.action == ("alert", "flatten")
+
+
+@pytest.mark.parametrize("breaker", ["\x85", "\u2028", "\u2029"])
+def test_positions_count_lines_as_an_editor_does(breaker: str) -> None:
+    """YAML also breaks lines at NEL, LS and PS; an editor does not, so positions must not."""
+    text = f"smart_risk:\n  model: 'a{breaker}{breaker}b'\ntimezone: Nowhere/Land\n"
+    with pytest.raises(RulesError) as info:
+        load_rules_text(text, "e.yaml")
+    assert str(info.value).startswith("e.yaml:3:11: unknown time zone"), str(info.value)

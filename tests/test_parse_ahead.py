@@ -142,3 +142,41 @@ def test_kill_9_of_the_engine_ends_its_parser_too(tmp_path: Path) -> None:
     while _parsers_of(db) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _parsers_of(db) == [], "the parser outlived the engine"
+
+
+async def test_a_replay_stopped_by_max_events_ends_its_parser_at_once(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "big.jsonl", 40_000)
+    assert parse_ahead.usable(str(path))
+    host = EngineHost(RunOptions(source=f"replay:{path}", db_path=tmp_path / "m.db",
+                                 max_events=10), load_rules(ROOT / "rules.yaml"),
+                      with_jobs=False, diagnostics=lambda _: None)
+    await host.open()
+    try:
+        await host.run_source()
+        assert host.events_in == 10
+        assert _no_children(), "the parser child is still running"
+    finally:
+        await host.close()
+
+
+async def test_an_input_that_breaks_off_stops_with_exit_1_and_keeps_what_was_done(
+        tmp_path: Path, monkeypatch, capsys) -> None:
+    from riskterm.cli import run_headless
+
+    path = write_file(tmp_path / "big.jsonl", 40_000)
+
+    async def breaks_off(name: str):
+        async for chunk in read_lines(name):
+            yield [(n, parse_line(raw, n)) for n, raw in chunk]
+            raise parse_ahead.ParseError(f"cannot read {name}: Input/output error")
+
+    monkeypatch.setattr(parse_ahead, "parsed_chunks", breaks_off)
+    opts = RunOptions(source=f"replay:{path}", db_path=tmp_path / "e.db")
+    code = await run_headless(opts, load_rules(ROOT / "rules.yaml"))
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "stopping: cannot read" in err and "Input/output error" in err
+    assert "Traceback" not in err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records[-1]["kind"] == "summary"
+    assert 0 < records[-1]["events"] < 40_000

@@ -9,7 +9,6 @@ and the step doubles, so the chart always spans the whole day at a resolution th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -29,20 +28,14 @@ class PnlHistory:
         self._engine: Engine | None = None
 
     def attach(self, engine: Engine) -> None:
-        """Sample from inside `engine.advance`, the one place every event and tick passes.
-
-        The engine exposes no observer hook, so the bound method is wrapped on this instance;
-        the cost per event is one comparison.
-        """
+        """Sample from the engine's clock watch, which sees every event and tick."""
         self._engine = engine
-        advance: Callable[[float], None] = engine.advance
 
-        def advance_and_sample(now: float) -> None:
+        def maybe_sample(now: float) -> None:
             if now >= self._next:
                 self.sample(now)
-            advance(now)
 
-        engine.advance = advance_and_sample  # type: ignore[method-assign]
+        engine.watch_clock = maybe_sample
 
     def sample(self, now: float) -> None:
         """Record every account's P&L of the day as it stands before time `now`."""
