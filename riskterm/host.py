@@ -27,7 +27,8 @@ from riskterm.sources.replay import read_lines
 from riskterm.timefmt import iso
 
 FLUSH_INTERVAL = 0.02  # seconds between group commits while events flow
-MAX_PENDING = 5000  # records waiting for a commit before ingest waits (backpressure)
+MAX_PENDING = 5000  # records waiting for a commit before the flusher commits at once
+HARD_PENDING = 4 * MAX_PENDING  # ... and before ingest waits for the database (backpressure)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class EngineHost:
         self._pace: tuple[float, float] | None = None  # (first event ts, loop time) at --speed
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
+        self._flush_now = asyncio.Event()
         self.failure: BaseException | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -197,10 +199,15 @@ class EngineHost:
         return self.opts.max_events is not None and self.events_in >= self.opts.max_events
 
     async def _backpressure(self) -> None:
-        if len(self.engine._records) >= MAX_PENDING:
+        pending = len(self.engine._records)
+        if pending >= HARD_PENDING:  # the database is far behind: wait for it
             await self.recorder.flush()
-        else:
-            await asyncio.sleep(0)
+            return
+        if pending >= MAX_PENDING:
+            # commit now, on the database thread, while ingest goes on: waiting here would
+            # leave this core idle for the length of a commit
+            self._flush_now.set()
+        await asyncio.sleep(0)
 
     async def _run_replay(self, path: str | None) -> None:
         skip = self.resume_after
@@ -312,7 +319,9 @@ class EngineHost:
     async def _flusher(self) -> None:
         try:
             while not self._closing:
-                await asyncio.sleep(FLUSH_INTERVAL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush_now.wait(), FLUSH_INTERVAL)
+                self._flush_now.clear()
                 await self.recorder.flush()
         except asyncio.CancelledError:
             raise

@@ -91,10 +91,14 @@ class Recorder:
         self.sinks: list[Sink] = sinks or []
         self._lock = asyncio.Lock()
         self.commits = 0
+        # the first failed commit, for good: its records are gone from memory, so a later
+        # commit (with a later replay cursor) would skip them for ever on resume
+        self.failure: StorageError | None = None
 
     async def flush(self) -> int:
         """Commit what the engine changed; returns the number of records committed."""
         async with self._lock:
+            self._refuse_after_failure()
             changes = self.engine.take_changes()
             if not changes:
                 return 0
@@ -109,14 +113,19 @@ class Recorder:
                     if _locked(exc) and loop.time() < deadline:
                         await asyncio.sleep(LOCKED_RETRY)
                         continue
-                    raise StorageError(f"cannot write to the database: {exc}",
-                                       len(bodies)) from exc
+                    self.failure = StorageError(f"cannot write to the database: {exc}",
+                                                len(bodies))
+                    raise self.failure from exc
             self.commits += 1
         if changes.records:
             batch = list(zip(changes.records, bodies, strict=True))
             for sink in self.sinks:
                 sink(batch)
         return len(bodies)
+
+    def _refuse_after_failure(self) -> None:
+        if self.failure is not None:
+            raise StorageError(str(self.failure), len(self.engine._records))
 
     async def _write(self, changes: Any, bodies: list[str]) -> None:
         # aiosqlite has no public "run this on your thread"; _execute and _conn are private
@@ -180,6 +189,7 @@ class Recorder:
         """Commit one record that is not the engine's (the summary), then report it."""
         body = dumps(rec)
         async with self._lock:
+            self._refuse_after_failure()
             loop = asyncio.get_running_loop()
             deadline = loop.time() + LOCKED_PATIENCE
             while True:

@@ -30,7 +30,7 @@ from riskterm.broker import Command
 from riskterm.config import RulesConfig, default_rules_path, load_rules_text
 from riskterm.db import open_db
 from riskterm.engine import Engine
-from riskterm.host import FLUSH_INTERVAL, MAX_PENDING
+from riskterm.host import FLUSH_INTERVAL, HARD_PENDING
 from riskterm.recorder import Recorder
 from riskterm.sources.sim import Simulator
 
@@ -121,7 +121,7 @@ async def _run(config: RulesConfig, n: int, rate: float, db: Path) -> dict[str, 
                 process(ev)
                 broker.entered = 0  # a command outside process() (a timer's) is not a sample
             sent += BATCH
-            if len(engine._records) >= MAX_PENDING:  # the host's backpressure
+            if len(engine._records) >= HARD_PENDING:  # the host's backpressure
                 await recorder.flush()
         elapsed = time.perf_counter() - started
         await recorder.flush()
