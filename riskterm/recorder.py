@@ -8,6 +8,7 @@ import json
 import math
 import sqlite3
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 import aiosqlite
@@ -61,24 +62,28 @@ def _record_row(rec: dict[str, Any], body: str) -> tuple[Any, ...]:
 
 
 INSERT_RECORD = "INSERT INTO records (kind, ts, account, rule, body) VALUES (?, ?, ?, ?, ?)"
-MAX_PARAMS = 30_000  # per statement: under SQLite's default limit of 32,766 (since 3.32)
+MAX_ROWS = 1024  # per statement; with 8 columns at most 8,192 parameters (SQLite allows 32,766)
 
 
 def _multi_row(head: str, rows: list[tuple[Any, ...]],
                tail: str = "") -> list[tuple[str, list[Any]]]:
-    """`head VALUES (?, ...), (?, ...) ... tail` statements holding as many rows as fit.
+    """`head VALUES (?, ...), (?, ...) ... tail` statements of many rows each.
 
     Each statement is one sqlite3_step, and so one release of the GIL: executemany releases it
     per row, and while ingest runs, each time the database thread needs it back it waits out
-    at least a switch interval (5 ms). A commit of a few statements stays quick that way."""
+    at least a switch interval (5 ms). Statements hold a power of two of rows, up to MAX_ROWS:
+    the connection caches every distinct statement it prepared, and a few shapes per table
+    keep that cache small (one shape per batch size took a hundred megabytes)."""
     width = len(rows[0])
     group = "(" + ", ".join("?" * width) + ")"
-    per = MAX_PARAMS // width
     out: list[tuple[str, list[Any]]] = []
-    for i in range(0, len(rows), per):
-        part = rows[i:i + per]
-        sql = f"{head} VALUES {', '.join([group] * len(part))}{tail}"
-        out.append((sql, [tuple(v for row in part for v in row)]))
+    i = 0
+    while i < len(rows):
+        size = min(MAX_ROWS, 1 << ((len(rows) - i).bit_length() - 1))
+        part = rows[i:i + size]
+        i += size
+        sql = f"{head} VALUES {', '.join([group] * size)}{tail}"
+        out.append((sql, [tuple(chain.from_iterable(part))]))
     return out
 
 

@@ -30,7 +30,8 @@ from riskterm.events import parse_line
 from riskterm.sources.replay import _file_chunks
 
 MIN_BYTES = 4 << 20  # a smaller file parses in-process: the fork would cost more than it saves
-PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe
+PIPE_BYTES = 1 << 20
+READ_AHEAD_BYTES = 1 << 18  # Linux's default ceiling for an unprivileged pipe
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _HEADER = 8  # frame: length (little-endian) then a pickle of ("lines", chunk) or ("error", text)
 
@@ -60,7 +61,9 @@ async def parsed_chunks(path: str) -> AsyncIterator[list[tuple[int, Any]]]:
         os.close(read_fd)
         _child(path, write_fd)
     os.close(write_fd)
-    reader = asyncio.StreamReader(limit=1 << 24)
+    # reading pauses once this much waits unread (frames are ~100 KiB; a larger one is still
+    # read whole): the pipe and this buffer bound how far the child runs ahead
+    reader = asyncio.StreamReader(limit=READ_AHEAD_BYTES)
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
     try:
