@@ -505,8 +505,7 @@ class Engine:
     # -- locked accounts -----------------------------------------------------------------------
 
     def _lock_reason(self, acct: AccountState) -> str:
-        rules = sorted({lk.rule for lk in self.lockouts.active(acct.name)})
-        return f"{acct.name} is {acct.state} by {', '.join(rules)}"
+        return f"{acct.name} is {acct.state} by {self.lockouts.rules_text(acct.name)}"
 
     def _locked_order(self, ev: dict[str, Any], acct: AccountState) -> bool:
         symbol = ev["symbol"]

@@ -30,13 +30,16 @@ class LockoutBook:
     def __init__(self) -> None:
         self.by_account: dict[str, list[Lockout]] = {}
         self.next_id = 1
+        self._rules_text: dict[str, str] = {}  # account -> "rule, rule" (see rules_text)
 
     def add(self, lockout: Lockout) -> None:
+        self._rules_text.pop(lockout.account, None)
         self.by_account.setdefault(lockout.account, []).append(lockout)
         self.next_id = max(self.next_id, lockout.id + 1)
 
     def remove(self, lockout: Lockout) -> None:
         lockout.active = False
+        self._rules_text.pop(lockout.account, None)
         items = self.by_account.get(lockout.account)
         if items and lockout in items:
             items.remove(lockout)
@@ -46,6 +49,15 @@ class LockoutBook:
     def active(self, account: str, rule: str | None = None) -> list[Lockout]:
         items = self.by_account.get(account, [])
         return [lk for lk in items if rule is None or lk.rule == rule]
+
+    def rules_text(self, account: str) -> str:
+        """The rules that lock the account, sorted and comma-separated (every order or fill of
+        a locked account names them: kept until its lockouts change)."""
+        text = self._rules_text.get(account)
+        if text is None:
+            rules = {lk.rule for lk in self.by_account.get(account, ())}
+            text = self._rules_text[account] = ", ".join(sorted(rules))
+        return text
 
     def state(self, account: str) -> str:
         items = self.by_account.get(account)
