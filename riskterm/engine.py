@@ -680,6 +680,11 @@ class Engine:
     def _emit(self, rec: dict[str, Any]) -> None:
         self._records.append(rec)
 
+    def touch(self, account: str) -> None:
+        """The account's stored state changed outside the book (a rule's own state): commit it
+        with the next batch."""
+        self._dirty_accounts.add(account)
+
     def stamp(self) -> str:
         """The engine clock as a record's ts (a violation, its enforcements and its lockout
         share one instant: formatted once)."""

@@ -24,6 +24,7 @@ from riskterm.events import parse_line
 from riskterm.recorder import Recorder, Sink, load_cursor, load_state
 from riskterm.sources import parse_ahead
 from riskterm.sources.replay import read_lines
+from riskterm.strictjson import strict_dumps
 from riskterm.timefmt import iso
 
 FLUSH_INTERVAL = 0.02  # seconds between group commits while events flow
@@ -123,9 +124,7 @@ class EngineHost:
             return
 
         def on_record(rec: dict[str, Any]) -> None:
-            import json
-
-            body = json.dumps(rec)
+            body = strict_dumps(rec)  # as the job store wrote it
             for sink in self.sinks:
                 sink([(rec, body)])
 

@@ -19,8 +19,9 @@ def finite(value: Any) -> Any:
     return value
 
 
-def strict_dumps(value: Any) -> str:
+def strict_dumps(value: Any, **options: Any) -> str:
+    """json.dumps (with its `options`) that writes null for NaN and ±Infinity."""
     try:
-        return json.dumps(value, allow_nan=False)
+        return json.dumps(value, allow_nan=False, **options)
     except ValueError:
-        return json.dumps(finite(value), allow_nan=False)
+        return json.dumps(finite(value), allow_nan=False, **options)

@@ -192,3 +192,22 @@ if _FIRST is None:
     register_kind("test_flaky", 0, _flaky)
     register_kind("test_broken", 0, _broken)
     register_kind("test_hang", -10, _hang_in_child)
+
+
+def test_job_rows_hold_strict_json_even_for_overflowed_figures() -> None:
+    """A P&L that overflowed to inf/nan is stored as null: JSON has no Infinity or NaN."""
+    from riskterm.jobs.model import COLUMNS, Job, job_to_row
+
+    job = Job(id="j1", kind="smart_risk", account="A")
+    job.graph_state = {"equity": float("inf"), "nested": [{"pnl": float("-inf")}]}
+    job.snapshot = {"unrealized_pnl": float("nan"), "positions": []}
+    job.actions_log = [{"step": 1, "result": float("inf")}]
+    row = dict(zip(COLUMNS, job_to_row(job), strict=True))
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    assert json.loads(row["graph_state"], parse_constant=refuse) == {
+        "equity": None, "nested": [{"pnl": None}]}
+    assert json.loads(row["snapshot"], parse_constant=refuse)["unrealized_pnl"] is None
+    assert json.loads(row["actions_log"], parse_constant=refuse) == [{"step": 1, "result": None}]

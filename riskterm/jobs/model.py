@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from riskterm.strictjson import strict_dumps
 from riskterm.timefmt import iso
 
 QUEUED, RUNNING, CANCELLING = "queued", "running", "cancelling"
@@ -77,7 +78,7 @@ def _dump(value: Any) -> str | None:
         return None
     if not value:
         return "[]" if isinstance(value, list) else "{}"
-    return json.dumps(value, separators=(",", ":"))
+    return strict_dumps(value, separators=(",", ":"))
 
 
 def job_to_row(job: Job) -> tuple[Any, ...]:

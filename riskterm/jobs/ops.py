@@ -3,7 +3,6 @@ requests). Each runs inside a write transaction that its caller opened."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from riskterm.jobs.store import (
     load_jobs,
     save_job,
 )
+from riskterm.strictjson import strict_dumps
 from riskterm.timefmt import iso
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ async def approve(pool: JobPool, job_id: str) -> list[dict[str, Any]]:
 
     async def body(conn: aiosqlite.Connection, txn: Txn) -> None:
         await conn.execute("UPDATE jobs SET actions_log = ?, actions_taken = ? WHERE id = ?",
-                           (json.dumps(job.actions_log), job.actions_taken, job.id))
+                           (strict_dumps(job.actions_log), job.actions_taken, job.id))
         txn.events.append((job.id, iso(pool.clock()), "approve",
                            f"approved: {executed} executed; {detail}"))
 
@@ -213,6 +213,6 @@ async def _claim_request(pool: JobPool, rid: int) -> bool:
 async def _answer(pool: JobPool, rid: int, result: dict[str, Any]) -> None:
     async def body(conn: aiosqlite.Connection, txn: Txn) -> None:
         await conn.execute("UPDATE job_requests SET done = 1, result = ? WHERE id = ?",
-                           (json.dumps(result, default=str), rid))
+                           (strict_dumps(result, default=str), rid))
 
     await pool.store.transact(body)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import random
 import secrets
@@ -56,6 +55,7 @@ from riskterm.jobs.store import (
     new_block,
     purge_finished,
 )
+from riskterm.strictjson import strict_dumps
 from riskterm.timefmt import iso
 
 if TYPE_CHECKING:
@@ -427,7 +427,7 @@ class JobPool:
                     self._take_snapshot(job)
                 if job.snapshot is not None:
                     await conn.execute("UPDATE jobs SET snapshot = ? WHERE id = ?",
-                                       (json.dumps(job.snapshot), job.id))
+                                       (strict_dumps(job.snapshot), job.id))
                 txn.events.append((job.id, iso(self.clock()), "owner",
                                    f"claimed by {self.owner}"))
             return jobs

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import sqlite3
@@ -31,6 +30,7 @@ from riskterm.jobs.model import (
     job_record,
     job_to_row,
 )
+from riskterm.strictjson import strict_dumps
 from riskterm.timefmt import iso
 
 T = TypeVar("T")
@@ -74,7 +74,7 @@ class _Batch:
 
 
 def record_row(rec: dict[str, Any]) -> tuple[Any, ...]:
-    return (rec["kind"], rec["ts"], rec.get("account"), rec.get("rule"), json.dumps(rec))
+    return (rec["kind"], rec["ts"], rec.get("account"), rec.get("rule"), strict_dumps(rec))
 
 
 async def write_txn_parts(conn: aiosqlite.Connection, txn: Txn) -> None:

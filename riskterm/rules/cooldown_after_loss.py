@@ -35,9 +35,9 @@ class CooldownAfterLoss(Rule):
             if standing is not None:  # re-arm
                 engine.clear(self.id, name, standing["symbol"])
                 del acct.rule_state[self.id]
-                engine._dirty_accounts.add(name)
+                engine.touch(name)
             return
-        engine._dirty_accounts.add(name)
+        engine.touch(name)
         if standing is not None:
             if tier.loss >= standing["loss"]:
                 return  # no deeper than the tier that already fired

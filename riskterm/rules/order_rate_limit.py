@@ -43,7 +43,7 @@ def push_window(times: list[float], now: float, span: float, limit: int) -> int:
 
 def rule_state(engine: Any, acct: AccountState, rule_id: str) -> dict[str, Any]:
     """The rule's persisted state for an account (created empty); marks the account dirty."""
-    engine._dirty_accounts.add(acct.name)
+    engine.touch(acct.name)
     st = acct.rule_state.get(rule_id)
     if st is None:
         st = acct.rule_state[rule_id] = {}

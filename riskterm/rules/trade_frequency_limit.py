@@ -74,7 +74,7 @@ class TradeFrequencyLimit(Rule):
         st = acct.rule_state.get(self.id)
         if st is not None:
             st["day"], st["n"] = acct.trading_day, 0
-            self.engine._dirty_accounts.add(acct.name)
+            self.engine.touch(acct.name)
 
 
 RULE = TradeFrequencyLimit

@@ -71,7 +71,7 @@ class TrailingDrawdown(Rule):
             if etype == "fill":
                 if st is not None and ev.get("_realized"):
                     st["unbooked"] += ev["_realized"]
-                    self.engine._dirty_accounts.add(acct.name)
+                    self.engine.touch(acct.name)
             elif etype == "account" and st is not None and ev.get("balance") is not None:
                 changed = st["unbooked"] != 0.0
                 st["unbooked"] = 0.0
@@ -79,7 +79,7 @@ class TrailingDrawdown(Rule):
                     st["start"] = acct.balance
                     changed = True
                 if changed:
-                    self.engine._dirty_accounts.add(acct.name)
+                    self.engine.touch(acct.name)
             found = self._equity(acct, st)
             if found is None:
                 return None
@@ -89,11 +89,11 @@ class TrailingDrawdown(Rule):
                     "mark": equity, "start": acct.balance, "unbooked": 0.0,
                     "day": acct.trading_day,
                 }
-                self.engine._dirty_accounts.add(acct.name)
+                self.engine.touch(acct.name)
         mark: float = st["mark"]
         if equity > mark and params.mode == "intraday":
             mark = st["mark"] = equity
-            self.engine._dirty_accounts.add(acct.name)
+            self.engine.touch(acct.name)
         amount: float = params.amount
         top = mark
         start = st["start"]
@@ -153,7 +153,7 @@ class TrailingDrawdown(Rule):
         if equity is not None and equity > st["mark"]:
             st["mark"] = equity
         st["day"] = acct.trading_day
-        self.engine._dirty_accounts.add(acct.name)
+        self.engine.touch(acct.name)
 
     def on_new_day(self, acct: AccountState, params: Any) -> None:
         self._end_of_day(acct, params)

@@ -22,6 +22,7 @@ import os
 import pickle
 import signal
 import sys
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,11 @@ async def parsed_chunks(path: str) -> AsyncIterator[list[tuple[int, Any]]]:
     read_fd, write_fd = os.pipe()
     with contextlib.suppress(OSError):  # room for several chunks, so the child runs ahead
         fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_BYTES)
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork in a process with threads (aiosqlite's): the child only
+        # reads, parses and writes to its pipe, and touches nothing those threads hold
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         os.close(read_fd)
         _child(path, write_fd)
