@@ -247,3 +247,25 @@ async def test_malformed_response_body_is_transient(tmp_path: Path) -> None:
     script = Script(garbage, completion(call("c1", "finish", {"summary": "ok"})))
     db, job_id, _ = await run_job(tmp_path, script)
     assert job_records(db, job_id)[-1]["attempt"] == 2
+
+
+async def test_deeply_nested_answers_are_malformed_not_internal_errors(tmp_path: Path) -> None:
+    """JSON nested deeper than the parser's recursion limit: tool arguments are an error the
+    model is told about, a whole answer is a malformed (transient) answer."""
+    deep_args = '{"symbol": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    script = Script(completion(call("c1", "close_position", deep_args)),
+                    completion(call("c2", "finish", {"summary": "nothing to do"})))
+    db, job_id, engine = await run_job(tmp_path / "a", script, execute=True)
+    tool_msgs = [m["content"] for m in script.bodies()[1]["messages"] if m["role"] == "tool"]
+    assert len(tool_msgs) == 1 and tool_msgs[0].startswith("error: arguments are nested too deeply")
+    assert engine.calls == []
+    assert job_records(db, job_id)[-1]["status"] == "completed"
+
+    deep_body = httpx.Response(200, content=b'{"choices": ' + b"[" * 100_000 + b"]" * 100_000
+                               + b"}", headers={"content-type": "application/json"})
+    script = Script(deep_body, completion(call("c1", "finish", {"summary": "ok"})))
+    db, job_id, _ = await run_job(tmp_path / "b", script)
+    records = job_records(db, job_id)
+    assert records[-1]["status"] == "completed" and records[-1]["attempt"] == 2
+    retry = db_rows(db, "SELECT detail FROM job_events WHERE type = 'retry'")[0][0]
+    assert "nested too deeply" in retry

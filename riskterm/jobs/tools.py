@@ -124,6 +124,8 @@ def parse_arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         return None, f"arguments are not valid JSON ({exc.msg} at column {exc.colno})"
+    except RecursionError:
+        return None, "arguments are nested too deeply"
     if not isinstance(value, dict):
         return None, "arguments must be a JSON object"
     return value, None

@@ -82,6 +82,9 @@ class OpenAIPlanner:
             message = resp.json()["choices"][0]["message"]
             if not isinstance(message, dict):
                 raise TypeError("message is not an object")
+        except RecursionError:
+            raise TransientError("the planner endpoint sent a malformed answer (JSON nested "
+                                 "too deeply)") from None
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise TransientError(f"the planner endpoint sent a malformed answer "
                                  f"({type(exc).__name__}: {exc})") from None
