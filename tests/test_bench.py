@@ -21,7 +21,7 @@ from riskterm.rules.params import RULE_PARAMS
 ROOT = Path(__file__).resolve().parent.parent
 
 KEYS = {
-    "replay": {"events", "events_per_s", "json_loads_per_s", "ratio"},
+    "replay": {"events", "events_per_s", "json_loads_per_s", "ratio", "first_record_s"},
     "latency": {"rate", "p50_us", "p99_us", "max_us"},
     "jobs": {"jobs", "jobs_per_s", "start_p50_ms", "start_p99_ms"},
     "memory": {"events", "peak_rss_mb"},

@@ -29,7 +29,8 @@ def replay(config: RulesConfig, size: int | None) -> dict[str, Any]:
     from riskterm.bench.replay import bench_replay
 
     r = bench_replay(config, size or REPLAY_EVENTS)
-    return {k: r[k] for k in ("events", "events_per_s", "json_loads_per_s", "ratio")}
+    return {k: r[k] for k in ("events", "events_per_s", "json_loads_per_s", "ratio",
+                              "first_record_s")}
 
 
 def latency(config: RulesConfig, size: int | None) -> dict[str, Any]:
