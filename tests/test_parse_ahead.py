@@ -180,3 +180,22 @@ async def test_an_input_that_breaks_off_stops_with_exit_1_and_keeps_what_was_don
     records = [json.loads(line) for line in out.splitlines()]
     assert records[-1]["kind"] == "summary"
     assert 0 < records[-1]["events"] < 40_000
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130_and_ends_the_parser(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole process group, the parser child included: the
+    child ignores it, the engine stops cleanly (summary, exit 130) and ends the child."""
+    path = write_file(tmp_path / "big.jsonl", 120_000)
+    db = tmp_path / "c.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "riskterm", "--no-ui", "--source", f"replay:{path}",
+         "--rules", str(ROOT / "rules.yaml"), "--db", str(db)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    assert proc.stdout is not None
+    json.loads(proc.stdout.readline())
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert json.loads(out.splitlines()[-1])["kind"] == "summary"
+    assert b"Traceback" not in err
+    assert _parsers_of(db) == []

@@ -31,8 +31,8 @@ from riskterm.events import parse_line
 from riskterm.sources.replay import _file_chunks
 
 MIN_BYTES = 4 << 20  # a smaller file parses in-process: the fork would cost more than it saves
-PIPE_BYTES = 1 << 20
-READ_AHEAD_BYTES = 1 << 18  # Linux's default ceiling for an unprivileged pipe
+PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe
+READ_AHEAD_BYTES = 1 << 18
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _HEADER = 8  # frame: length (little-endian) then a pickle of ("lines", chunk) or ("error", text)
 
@@ -77,11 +77,13 @@ async def parsed_chunks(path: str) -> AsyncIterator[list[tuple[int, Any]]]:
             if not size:
                 return
             body = await reader.readexactly(size)
+            collecting = gc.isenabled()
             gc.disable()  # thousands of new objects at once: one collection after, not dozens
             try:
                 kind, payload = pickle.loads(body)
             finally:
-                gc.enable()
+                if collecting:
+                    gc.enable()
             if kind == "error":
                 raise ParseError(payload)
             yield payload
@@ -98,10 +100,11 @@ async def parsed_chunks(path: str) -> AsyncIterator[list[tuple[int, Any]]]:
 def _child(path: str, fd: int) -> None:  # pragma: no cover - runs in the forked child
     code = 0
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a closed pipe ends the child quietly
-        signal.set_wakeup_fd(-1)  # the parent's event loop owns that pipe
+        with contextlib.suppress(ValueError):  # forked from a thread other than the main one
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a closed pipe ends the child quietly
+            signal.set_wakeup_fd(-1)  # the parent's event loop owns that pipe
         line_no = 0
         try:
             with open(path, "rb") as stream:
