@@ -199,3 +199,14 @@ def test_ctrl_c_stops_cleanly_with_exit_130_and_ends_the_parser(tmp_path: Path) 
     assert json.loads(out.splitlines()[-1])["kind"] == "summary"
     assert b"Traceback" not in err
     assert _parsers_of(db) == []
+
+
+async def test_without_a_process_to_spare_it_parses_in_process(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    path = _mixed_file(tmp_path / "mixed.jsonl", 3_000)
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert await _ahead(path) == await _in_process(path)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from riskterm.events import parse_line
-from riskterm.sources.replay import _file_chunks
+from riskterm.sources.replay import _file_chunks, read_lines
 
 MIN_BYTES = 4 << 20  # a smaller file parses in-process: the fork would cost more than it saves
 PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe
@@ -57,11 +57,18 @@ async def parsed_chunks(path: str) -> AsyncIterator[list[tuple[int, Any]]]:
     read_fd, write_fd = os.pipe()
     with contextlib.suppress(OSError):  # room for several chunks, so the child runs ahead
         fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_BYTES)
-    with warnings.catch_warnings():
-        # Python 3.12+ warns about fork in a process with threads (aiosqlite's): the child only
-        # reads, parses and writes to its pipe, and touches nothing those threads hold
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about fork in a process with threads (aiosqlite's): the child
+            # only reads, parses and writes to its pipe, and touches nothing those threads hold
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    except OSError:  # no process to spare (EAGAIN, ENOMEM): parse here, as for a small file
+        os.close(read_fd)
+        os.close(write_fd)
+        async for chunk in read_lines(path):
+            yield [(line_no, parse_line(raw, line_no)) for line_no, raw in chunk]
+        return
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         os.close(read_fd)
         _child(path, write_fd)
