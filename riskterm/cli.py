@@ -229,15 +229,19 @@ def _stdout_sink(batch: list[tuple[dict[str, Any], str]]) -> None:
     try:
         sys.stdout.write("".join(body + "\n" for _, body in batch))
         sys.stdout.flush()
-    except BrokenPipeError:
-        # the reader went away; keep committing to the database
+    except OSError as exc:
+        # the reader went away or stdout cannot take more (a full disk): the records are in the
+        # database already; keep committing there
+        if not isinstance(exc, BrokenPipeError):
+            _err(f"cannot write records to stdout ({exc.strerror or exc}); they are still "
+                 "stored in the database")
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
 
 
 async def run_headless(opts: Any, config: Any, *, announce_db: bool = False) -> int:
     from riskterm.db import DatabaseError
-    from riskterm.host import EngineHost
+    from riskterm.host import EngineHost, SourceError
     from riskterm.jobs.store import StorageError as JobStorageError
     from riskterm.recorder import StorageError
 
@@ -279,7 +283,7 @@ async def run_headless(opts: Any, config: Any, *, announce_db: bool = False) -> 
         if not feeder.cancelled():
             try:
                 feeder.result()
-            except OSError as exc:  # the input broke off (a read error): keep what was done
+            except SourceError as exc:  # the input broke off (a read error): keep what was done
                 _err(f"stopping: {exc}")
                 await host.finish(wait_for_jobs=False)
                 await host.close()

@@ -724,12 +724,14 @@ class _Checker:
 
 def _position(text: str, at: Any) -> tuple[int, int]:
     """1-based (line, column) of a YAML mark or a character index, counting lines as an
-    editor does: YAML also breaks lines at U+0085, U+2028 and U+2029, and its marks count those.
+    editor does (after \n, \r\n or \r): YAML also breaks lines at U+0085, U+2028 and U+2029,
+    and its marks count those.
     """
     index = at if isinstance(at, int) else at.index
-    line = text.count("\n", 0, index) + 1
-    start = text.rfind("\n", 0, index) + 1
-    if start == 0 and text.startswith("\ufeff") and index > 0:
+    head = text[:index]
+    line = head.count("\n") + head.count("\r") - head.count("\r\n") + 1
+    start = max(head.rfind("\n"), head.rfind("\r")) + 1
+    if start == 0 and head.startswith("\ufeff"):
         start = 1  # a byte-order mark takes no column
     return line, index - start + 1
 

@@ -33,6 +33,16 @@ HARD_PENDING = 4 * MAX_PENDING  # ... and before ingest waits for the database (
 GC_YOUNG = 20_000  # allocations between collections of the young generation (CPython: 700)
 
 
+class SourceError(Exception):
+    """The input could not be read any further (the message says why)."""
+
+
+def _read_error(source: str, exc: OSError) -> str:
+    if isinstance(exc, parse_ahead.ParseError):
+        return str(exc)
+    return f"cannot read {source}: {exc.strerror or exc}"
+
+
 @dataclass
 class RunOptions:
     source: str = "sim"  # "sim", "replay:PATH" or "-" (stdin)
@@ -72,6 +82,7 @@ class EngineHost:
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
         self._flush_now = asyncio.Event()
+        self._gc_threshold: tuple[int, ...] | None = None
         self.failure: BaseException | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -108,11 +119,12 @@ class EngineHost:
         self._flush_task = asyncio.create_task(self._flusher())
         # what start-up built (modules, rules, restored state) lives as long as the engine:
         # keep it out of the collector's full passes, which a fast replay triggers repeatedly
+        # (close() gives it back). The engine's own garbage is acyclic (events, records: freed
+        # by reference counting); a young generation of 700 objects made the collector scan
+        # every parsed chunk, alive by design, a few times over.
         gc.freeze()
-        # the engine's own garbage is acyclic (events, records: freed by reference counting);
-        # a young generation of 700 objects made the collector scan every parsed chunk, alive
-        # by design, a few times over
-        gc.set_threshold(max(gc.get_threshold()[0], GC_YOUNG), *gc.get_threshold()[1:])
+        self._gc_threshold = gc.get_threshold()
+        gc.set_threshold(max(self._gc_threshold[0], GC_YOUNG), *self._gc_threshold[1:])
         self._tasks.append(asyncio.create_task(self._watch_unlocks()))
         if self.opts.is_live:
             self._tasks.append(asyncio.create_task(self._ticker()))
@@ -181,6 +193,10 @@ class EngineHost:
                 await task
 
     async def close(self) -> None:
+        if self._gc_threshold is not None:  # this engine can be collected once dropped
+            gc.set_threshold(*self._gc_threshold)
+            gc.unfreeze()
+            self._gc_threshold = None
         await self._stop_flusher()
         for task in self._tasks:
             task.cancel()
@@ -221,7 +237,15 @@ class EngineHost:
         parsed = path is not None and self.speed == 0 and parse_ahead.usable(path)
         chunks = parse_ahead.parsed_chunks(path) if parsed else read_lines(path)  # type: ignore
         async with contextlib.aclosing(chunks):  # stopping early ends the reader (or child) now
-            async for chunk in chunks:
+            while True:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                except OSError as exc:  # the input broke off (a read error)
+                    if self._stop.is_set():  # ... because the stop ended it: not a failure
+                        return
+                    raise SourceError(_read_error(self.opts.source, exc)) from exc
                 if self._stop.is_set():
                     return
                 if self.speed > 0 or self.paused:

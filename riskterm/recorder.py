@@ -65,9 +65,8 @@ INSERT_RECORD = "INSERT INTO records (kind, ts, account, rule, body) VALUES (?, 
 MAX_ROWS = 1024  # per statement; with 8 columns at most 8,192 parameters (SQLite allows 32,766)
 
 
-def _multi_row(head: str, rows: list[tuple[Any, ...]],
-               tail: str = "") -> list[tuple[str, list[Any]]]:
-    """`head VALUES (?, ...), (?, ...) ... tail` statements of many rows each.
+def _multi_row(head: str, rows: list[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
+    """`head VALUES (?, ...), (?, ...) ...` statements of many rows each.
 
     Each statement is one sqlite3_step, and so one release of the GIL: executemany releases it
     per row, and while ingest runs, each time the database thread needs it back it waits out
@@ -82,7 +81,7 @@ def _multi_row(head: str, rows: list[tuple[Any, ...]],
         size = min(MAX_ROWS, 1 << ((len(rows) - i).bit_length() - 1))
         part = rows[i:i + size]
         i += size
-        sql = f"{head} VALUES {', '.join([group] * size)}{tail}"
+        sql = f"{head} VALUES {', '.join([group] * size)}"
         out.append((sql, [tuple(chain.from_iterable(part))]))
     return out
 
@@ -129,8 +128,8 @@ class Recorder:
         return len(bodies)
 
     def _refuse_after_failure(self) -> None:
-        if self.failure is not None:
-            raise StorageError(str(self.failure), len(self.engine._records))
+        if self.failure is not None:  # its `unwritten` counts the lost batch; pending is extra
+            raise StorageError(str(self.failure), self.failure.unwritten)
 
     async def _write(self, changes: Any, bodies: list[str]) -> None:
         # aiosqlite has no public "run this on your thread"; _execute and _conn are private
@@ -169,13 +168,10 @@ class Recorder:
                 "created_ts, active)",
                 [(lk.id, lk.account, lk.rule, lk.state, lk.kind, lk.until, lk.created, 1)
                  for lk in changes.lockouts_added])
-        if changes.lockouts_lifted:
-            out += _multi_row(
-                "WITH lifted (id, ts, reason) AS (", changes.lockouts_lifted,
-                ") UPDATE lockouts SET active = 0, "
-                "lifted_ts = (SELECT ts FROM lifted WHERE lifted.id = lockouts.id), "
-                "lift_reason = (SELECT reason FROM lifted WHERE lifted.id = lockouts.id) "
-                "WHERE id IN (SELECT id FROM lifted)")
+        if changes.lockouts_lifted:  # few: a statement each
+            out.append(("UPDATE lockouts SET active = 0, lifted_ts = ?, lift_reason = ? "
+                        "WHERE id = ?",
+                        [(ts, reason, lid) for lid, ts, reason in changes.lockouts_lifted]))
         if changes.accounts:
             out += _multi_row("INSERT OR REPLACE INTO accounts (account, data)", changes.accounts)
         if changes.positions:

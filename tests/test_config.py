@@ -484,3 +484,12 @@ def test_positions_count_lines_as_an_editor_does(breaker: str) -> None:
     with pytest.raises(RulesError) as info:
         load_rules_text(text, "e.yaml")
     assert str(info.value).startswith("e.yaml:3:11: unknown time zone"), str(info.value)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_positions_with_any_line_ending(newline: str) -> None:
+    text = newline.join(["rules:", "  daily_realized_loss: {limit: -5}", "timezone: Nowhere/Land",
+                         ""])
+    with pytest.raises(RulesError) as info:
+        load_rules_text(text, "n.yaml")
+    assert str(info.value).startswith("n.yaml:3:11: unknown time zone"), str(info.value)

@@ -177,3 +177,20 @@ def test_signals_shut_down_cleanly_with_summary(tmp_path, sig, code):
     assert summary["events"] == 1
     assert proc.wait(timeout=30) == code
     proc.stdin.close()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_stdout_that_cannot_take_more_is_said_once_and_the_database_keeps_everything(
+        example, tmp_path):
+    rules, events = example
+    db = tmp_path / "full.db"
+    with open("/dev/full", "w") as full:
+        res = subprocess.run([sys.executable, "-m", "riskterm", "--no-ui", "--source",
+                              f"replay:{events}", "--rules", str(rules), "--db", str(db)],
+                             stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("cannot write records to stdout") == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    with sqlite3.connect(db) as conn:
+        kinds = [k for (k,) in conn.execute("SELECT kind FROM records ORDER BY id")]
+    assert kinds == ["violation", "enforcement", "rejected", "summary"]

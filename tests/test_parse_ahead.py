@@ -182,9 +182,12 @@ async def test_an_input_that_breaks_off_stops_with_exit_1_and_keeps_what_was_don
     assert 0 < records[-1]["events"] < 40_000
 
 
-def test_ctrl_c_stops_cleanly_with_exit_130_and_ends_the_parser(tmp_path: Path) -> None:
-    """Ctrl-C in a terminal signals the whole process group, the parser child included: the
-    child ignores it, the engine stops cleanly (summary, exit 130) and ends the child."""
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_process_group_stops_cleanly_and_ends_the_parser(
+        tmp_path: Path, sig: signal.Signals, code: int) -> None:
+    """Ctrl-C in a terminal, `timeout` or a service manager signal the whole process group, the
+    parser child included: the child ignores it, the engine stops cleanly (summary, exit 130 or
+    143, as without parse-ahead) and ends the child."""
     path = write_file(tmp_path / "big.jsonl", 120_000)
     db = tmp_path / "c.db"
     proc = subprocess.Popen(
@@ -193,9 +196,9 @@ def test_ctrl_c_stops_cleanly_with_exit_130_and_ends_the_parser(tmp_path: Path) 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     assert proc.stdout is not None
     json.loads(proc.stdout.readline())
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err.decode()
+    assert proc.returncode == code, err.decode()
     assert json.loads(out.splitlines()[-1])["kind"] == "summary"
     assert b"Traceback" not in err
     assert _parsers_of(db) == []

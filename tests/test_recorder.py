@@ -30,16 +30,3 @@ def test_the_statements_store_every_row() -> None:
     for sql, params in _multi_row("INSERT INTO t (a, b)", rows):
         db.executemany(sql, params)
     assert db.execute("SELECT a, b FROM t ORDER BY rowid").fetchall() == rows
-
-
-def test_a_common_table_expression_tail_is_kept() -> None:
-    db = sqlite3.connect(":memory:")
-    db.execute("CREATE TABLE lk (id INTEGER PRIMARY KEY, active INTEGER, reason TEXT)")
-    db.executemany("INSERT INTO lk VALUES (?, 1, NULL)", [(i,) for i in range(1, 6)])
-    for sql, params in _multi_row(
-            "WITH lifted (id, reason) AS (", [(2, "manual"), (4, "expired"), (5, "x")],
-            ") UPDATE lk SET active = 0, reason = (SELECT reason FROM lifted "
-            "WHERE lifted.id = lk.id) WHERE id IN (SELECT id FROM lifted)"):
-        db.executemany(sql, params)
-    assert db.execute("SELECT id, active, reason FROM lk").fetchall() == [
-        (1, 1, None), (2, 0, "manual"), (3, 1, None), (4, 0, "expired"), (5, 0, "x")]

@@ -253,13 +253,16 @@ async def test_after_a_failed_commit_nothing_more_is_committed(tmp_path: Path,
     try:
         for line in events.read_bytes().splitlines()[:500]:
             host.engine.process(json.loads(line) | {"ts": 1_772_546_400.0})
-        with pytest.raises(StorageError):
+        with pytest.raises(StorageError) as first:
             await host.recorder.flush()
+        assert first.value.unwritten > 0
         for line in events.read_bytes().splitlines()[500:1000]:
             host.engine.process(json.loads(line) | {"ts": 1_772_546_401.0})
         host.engine.cursor = 1000
-        with pytest.raises(StorageError, match="database or disk is full"):
+        with pytest.raises(StorageError, match="database or disk is full") as again:
             await host.recorder.flush()
+        # the lost batch, as the first failure counted it (pending records are counted apart)
+        assert again.value.unwritten == first.value.unwritten
         with pytest.raises(StorageError):
             await host.recorder.write_record({"kind": "summary", "ts": "x"})
         assert written == [0]

@@ -7,9 +7,12 @@ a forked child reads and parses the lines and sends each chunk over a pipe as on
 The child runs the same `parse_line` as the engine process would, so the engine sees the same
 events and the same rejection sentences either way.
 
-The child only reads the file, parses and writes to the pipe: it ignores SIGINT (the engine
-process owns the shutdown), and it ends on its own when the pipe closes (the engine stopped or
-was killed). How far it can run ahead is bounded by the pipe.
+The child only reads the file, parses and writes to the pipe: it ignores SIGINT, SIGTERM and
+SIGHUP (a terminal, `timeout` or a service manager signals the whole process group, and the
+engine process owns the shutdown: it kills the child when it stops), and it ends on its own when
+the pipe closes (the engine was killed). How far it can run ahead is bounded by the pipe. It is
+forked while other threads run (aiosqlite's); it touches nothing they hold: no database, no
+import, no lock of theirs.
 """
 
 from __future__ import annotations
@@ -66,19 +69,22 @@ async def parsed_chunks(path: str) -> AsyncIterator[list[tuple[int, Any]]]:
     except OSError:  # no process to spare (EAGAIN, ENOMEM): parse here, as for a small file
         os.close(read_fd)
         os.close(write_fd)
-        async for chunk in read_lines(path):
-            yield [(line_no, parse_line(raw, line_no)) for line_no, raw in chunk]
+        lines = read_lines(path)
+        async with contextlib.aclosing(lines):
+            async for chunk in lines:
+                yield [(line_no, parse_line(raw, line_no)) for line_no, raw in chunk]
         return
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         os.close(read_fd)
         _child(path, write_fd)
     os.close(write_fd)
-    # reading pauses once this much waits unread (frames are ~100 KiB; a larger one is still
-    # read whole): the pipe and this buffer bound how far the child runs ahead
-    reader = asyncio.StreamReader(limit=READ_AHEAD_BYTES)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
+    transport: asyncio.BaseTransport | None = None
     try:
+        # reading pauses once this much waits unread (frames are ~100 KiB; a larger one is
+        # still read whole): the pipe and this buffer bound how far the child runs ahead
+        reader = asyncio.StreamReader(limit=READ_AHEAD_BYTES)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
         while True:
             size = int.from_bytes(await reader.readexactly(_HEADER), "little")
             if not size:
@@ -97,7 +103,8 @@ async def parsed_chunks(path: str) -> AsyncIterator[list[tuple[int, Any]]]:
     except asyncio.IncompleteReadError:
         raise ParseError(f"the parser of {path} stopped unexpectedly") from None
     finally:
-        transport.close()  # the child's next write fails and it exits
+        if transport is not None:
+            transport.close()
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
@@ -107,11 +114,10 @@ async def parsed_chunks(path: str) -> AsyncIterator[list[tuple[int, Any]]]:
 def _child(path: str, fd: int) -> None:  # pragma: no cover - runs in the forked child
     code = 0
     try:
-        with contextlib.suppress(ValueError):  # forked from a thread other than the main one
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a closed pipe ends the child quietly
-            signal.set_wakeup_fd(-1)  # the parent's event loop owns that pipe
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # the engine process stops the child
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a closed pipe ends the child quietly
+        signal.set_wakeup_fd(-1)  # the parent's event loop owns that pipe
         line_no = 0
         try:
             with open(path, "rb") as stream:

@@ -24,7 +24,7 @@ from textual.worker import Worker
 
 from riskterm.config import RulesConfig
 from riskterm.db import DatabaseError
-from riskterm.host import EngineHost, RunOptions
+from riskterm.host import EngineHost, RunOptions, SourceError
 from riskterm.recorder import StorageError
 from riskterm.tui.commands import RiskTermCommands
 from riskterm.tui.history import open_reader
@@ -139,7 +139,7 @@ class RiskTermApp(App[int]):
         error = None
         try:
             await host.run_source()
-        except (StorageError, DatabaseError) as exc:
+        except (StorageError, DatabaseError, SourceError) as exc:
             error = str(exc)
         if host.failure is not None:
             error = str(host.failure)
