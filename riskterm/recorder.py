@@ -7,7 +7,7 @@ import asyncio
 import json
 import math
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from itertools import chain
 from typing import Any
 
@@ -107,25 +107,29 @@ class Recorder:
             if not changes:
                 return 0
             bodies = [dumps(rec) for rec in changes.records]
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + LOCKED_PATIENCE
-            while True:
-                try:
-                    await self._write(changes, bodies)
-                    break
-                except sqlite3.Error as exc:
-                    if _locked(exc) and loop.time() < deadline:
-                        await asyncio.sleep(LOCKED_RETRY)
-                        continue
-                    self.failure = StorageError(f"cannot write to the database: {exc}",
-                                                len(bodies))
-                    raise self.failure from exc
+            await self._commit(lambda: self._write(changes, bodies), len(bodies))
             self.commits += 1
         if changes.records:
             batch = list(zip(changes.records, bodies, strict=True))
             for sink in self.sinks:
                 sink(batch)
         return len(bodies)
+
+    async def _commit(self, write: Callable[[], Awaitable[Any]], records: int) -> None:
+        """Run one transaction, waiting out another process's lock for up to LOCKED_PATIENCE;
+        any other failure is for good (see `failure`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCKED_PATIENCE
+        while True:
+            try:
+                await write()
+                return
+            except sqlite3.Error as exc:
+                if _locked(exc) and loop.time() < deadline:
+                    await asyncio.sleep(LOCKED_RETRY)
+                    continue
+                self.failure = StorageError(f"cannot write to the database: {exc}", records)
+                raise self.failure from exc
 
     def _refuse_after_failure(self) -> None:
         if self.failure is not None:  # its `unwritten` counts the lost batch; pending is extra
@@ -191,17 +195,8 @@ class Recorder:
         body = dumps(rec)
         async with self._lock:
             self._refuse_after_failure()
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + LOCKED_PATIENCE
-            while True:
-                try:
-                    await self.conn.execute(INSERT_RECORD, _record_row(rec, body))
-                    break
-                except sqlite3.Error as exc:
-                    if _locked(exc) and loop.time() < deadline:
-                        await asyncio.sleep(LOCKED_RETRY)
-                        continue
-                    raise StorageError(f"cannot write to the database: {exc}", 1) from exc
+            await self._commit(lambda: self.conn.execute(INSERT_RECORD, _record_row(rec, body)),
+                               1)
         for sink in self.sinks:
             sink([(rec, body)])
 
