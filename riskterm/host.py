@@ -20,10 +20,9 @@ from riskterm.broker import Broker, DryRunBroker
 from riskterm.config import RulesConfig, RulesError, load_rules
 from riskterm.db import open_db
 from riskterm.engine import Engine
-from riskterm.events import parse_line
 from riskterm.recorder import Recorder, Sink, load_cursor, load_state
 from riskterm.sources import parse_ahead
-from riskterm.sources.replay import read_lines
+from riskterm.sources.replay import parsed, read_lines
 from riskterm.strictjson import strict_dumps
 from riskterm.timefmt import iso
 
@@ -234,8 +233,8 @@ class EngineHost:
         if self._limit_reached():  # --max-events 0: take nothing from the source
             return
         # a big file at full speed is parsed on the other core (sources.parse_ahead)
-        parsed = path is not None and self.speed == 0 and parse_ahead.usable(path)
-        chunks = parse_ahead.parsed_chunks(path) if parsed else read_lines(path)  # type: ignore
+        ahead = path is not None and self.speed == 0 and parse_ahead.usable(path)
+        chunks = parse_ahead.parsed_chunks(path) if ahead else parsed(read_lines(path))  # type: ignore
         async with contextlib.aclosing(chunks):  # stopping early ends the reader (or child) now
             while True:
                 try:
@@ -249,28 +248,27 @@ class EngineHost:
                 if self._stop.is_set():
                     return
                 if self.speed > 0 or self.paused:
-                    if not await self._paced(chunk, skip, parsed):
+                    if not await self._paced(chunk, skip):
                         return
-                elif not self._chunk(chunk, skip, parsed):
+                elif not self._chunk(chunk, skip):
                     return
                 await self._backpressure()
 
-    def _chunk(self, chunk: list[tuple[int, Any]], skip: int, parsed: bool = False) -> bool:
+    def _chunk(self, chunk: list[tuple[int, Any]], skip: int) -> bool:
         """Process a chunk at full speed; False once --max-events is reached.
 
         Nothing else runs until this returns (no await inside), so stop and pause requests,
-        and commits, fall between chunks, and the cursor moves once per chunk. `chunk` holds raw
-        lines, or with `parsed` what parse_line made of them.
+        and commits, fall between chunks, and the cursor moves once per chunk. `chunk` holds
+        (line number, what parse_line made of the line).
         """
         engine = self.engine
-        process, reject, parse = engine.process, engine.reject, parse_line
+        process, reject = engine.process, engine.reject
         max_events = self.opts.max_events
         room = -1 if max_events is None else max_events - self.events_in
         taken = 0
-        for line_no, raw in chunk:
+        for line_no, event in chunk:
             if line_no <= skip:
                 continue
-            event = raw if parsed else parse(raw, line_no)
             if event.__class__ is dict:
                 process(event)  # type: ignore[arg-type]
                 taken += 1
@@ -286,16 +284,15 @@ class EngineHost:
         self.events_in += taken
         return True
 
-    async def _paced(self, chunk: list[tuple[int, Any]], skip: int, parsed: bool = False) -> bool:
+    async def _paced(self, chunk: list[tuple[int, Any]], skip: int) -> bool:
         """Process a chunk at --speed pace (or while paused); False to stop."""
         engine = self.engine
         loop = asyncio.get_running_loop()
-        for line_no, raw in chunk:
+        for line_no, event in chunk:
             if self._stop.is_set():
                 return False
             if line_no <= skip:
                 continue
-            event = raw if parsed else parse_line(raw, line_no)
             if isinstance(event, dict):
                 if self.speed > 0:
                     if self._pace is None:

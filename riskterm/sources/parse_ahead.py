@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from riskterm.events import parse_line
-from riskterm.sources.replay import _file_chunks, read_lines
+from riskterm.sources.replay import _file_chunks, parsed, read_lines
 
 MIN_BYTES = 4 << 20  # a smaller file parses in-process: the fork would cost more than it saves
 PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe
@@ -69,10 +69,10 @@ async def parsed_chunks(path: str) -> AsyncIterator[list[tuple[int, Any]]]:
     except OSError:  # no process to spare (EAGAIN, ENOMEM): parse here, as for a small file
         os.close(read_fd)
         os.close(write_fd)
-        lines = read_lines(path)
-        async with contextlib.aclosing(lines):
-            async for chunk in lines:
-                yield [(line_no, parse_line(raw, line_no)) for line_no, raw in chunk]
+        chunks = parsed(read_lines(path))
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk
         return
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         os.close(read_fd)

@@ -7,14 +7,15 @@ to be rejected there). stdin is read on a thread so the event loop never blocks 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from riskterm.events import MAX_LINE_BYTES
+from riskterm.events import MAX_LINE_BYTES, parse_line
 
 BLOCK_BYTES = 1 << 18  # file input is read and split this much at a time
 
@@ -197,3 +198,12 @@ async def read_lines(path: str | None) -> AsyncIterator[list[tuple[int, bytes]]]
             numbered = list(enumerate(chunk, line_no + 1))
             line_no += len(chunk)
             yield numbered
+
+
+async def parsed(chunks: AsyncIterator[list[tuple[int, bytes]]]
+                 ) -> AsyncIterator[list[tuple[int, Any]]]:
+    """The same chunks with each line parsed: (line number, event dict, rejection sentence or
+    None for a blank line), as parse_ahead hands them over."""
+    async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+        async for chunk in chunks:
+            yield [(line_no, parse_line(raw, line_no)) for line_no, raw in chunk]
