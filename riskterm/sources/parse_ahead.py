@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from riskterm.events import parse_line
-from riskterm.sources.replay import _file_chunks, parsed, read_lines
+from riskterm.sources.replay import file_chunks, parsed, read_lines
 
 MIN_BYTES = 4 << 20  # a smaller file parses in-process: the fork would cost more than it saves
 PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe
@@ -121,7 +121,7 @@ def _child(path: str, fd: int) -> None:  # pragma: no cover - runs in the forked
         line_no = 0
         try:
             with open(path, "rb") as stream:
-                for chunk in _file_chunks(stream):
+                for chunk in file_chunks(stream):
                     parsed = []
                     for raw in chunk:
                         line_no += 1

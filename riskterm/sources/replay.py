@@ -20,7 +20,7 @@ from riskterm.events import MAX_LINE_BYTES, parse_line
 BLOCK_BYTES = 1 << 18  # file input is read and split this much at a time
 
 
-def _file_chunks(stream: BinaryIO, block: int = BLOCK_BYTES) -> Iterator[list[bytes]]:
+def file_chunks(stream: BinaryIO, block: int = BLOCK_BYTES) -> Iterator[list[bytes]]:
     """The lines of a file, a block at a time (one split per block, not a call per line).
 
     A line longer than the limit is never held whole: past MAX_LINE_BYTES + 1 bytes only its
@@ -194,7 +194,7 @@ async def read_lines(path: str | None) -> AsyncIterator[list[tuple[int, bytes]]]
         finally:
             feed.stop()
     with Path(path).open("rb") as stream:
-        for chunk in _file_chunks(stream):
+        for chunk in file_chunks(stream):
             numbered = list(enumerate(chunk, line_no + 1))
             line_no += len(chunk)
             yield numbered
