@@ -7,6 +7,7 @@ retries and the 401 redaction are tests/test_srm_openai.py.)
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
@@ -381,3 +383,161 @@ async def test_a_hostile_model_only_reduces_risk_on_its_own_account(tmp_path: Pa
     assert tool_msgs[0].startswith("error: unknown argument 'account'")
     assert any(m.startswith("error: unknown tool 'open_position'") for m in tool_msgs)
     assert any(m.startswith("error: unknown tool 'flatten'") for m in tool_msgs)
+
+
+# --- a key with control characters (a .env saved on Windows) -----------------------------------
+
+
+def _leak_forms(key: str) -> dict[str, str]:
+    """Every way a key may be written out: raw, escaped by repr / JSON / a URL / HTML, each
+    character as a JSON escape, and pieces of its random middle (a split or cut key)."""
+    forms: dict[str, str] = {}
+    for k in {key, key.strip()}:
+        forms |= {f"raw {k!r}": k, f"repr {k!r}": repr(k)[1:-1],
+                  f"bytes repr {k!r}": repr(k.encode())[2:-1], f"JSON {k!r}": json.dumps(k)[1:-1],
+                  f"\\u escapes {k!r}": "".join(f"\\u{ord(c):04x}" for c in k),
+                  f"percent {k!r}": quote(k, safe=""), f"form {k!r}": quote_plus(k),
+                  f"HTML {k!r}": html.escape(k)}
+    for hexpart in re.findall(r"[0-9a-f]{16}", key):
+        forms |= {f"piece {hexpart[i:i + 8]}": hexpart[i:i + 8] for i in range(9)}
+    return forms
+
+
+class ReflectingLLM(ThreadingHTTPServer):
+    """A local OpenAI-compatible endpoint that writes the key it is given back in every form: a
+    header repr in a 500, then repr, JSON, URL and HTML escapes, a key spelled in JSON escapes
+    inside tool-call arguments, a key cut in two."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ReflectingHandler)
+        self.auth: list[str] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _ReflectingHandler(_Handler):
+    server: ReflectingLLM  # type: ignore[assignment]
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        auth = self.headers.get("Authorization", "")
+        key = auth.removeprefix("Bearer ")
+        self.server.auth.append(auth)
+        if len(self.server.auth) == 1:
+            self._send(500, {"error": {"message": f"upstream rejected header {auth.encode()!r}",
+                                       "type": "server_error"}})
+            return
+        escaped = "".join(f"\\u{ord(c):04x}" for c in key)
+        content = (f"key {key!r} url https://llm.test/?k={quote(key, safe='')}&f={quote_plus(key)}"
+                   f" json {json.dumps(key)} html {html.escape(key)} end of a cut {key[:14]}")
+        self._send(200, json.loads(completion(
+            call(f"id-{key[-14:]}", "close_position",
+                 '{"symbol": "MNQ", "reason": "key ' + escaped + '"}'),
+            call("c2", "finish", {"summary": f"{key[-12:]} was the rest"}),
+            content=content).content))
+
+
+def _riskterm_with_key(tmp_path: Path, server: ReflectingLLM, key: str) -> dict[str, str]:
+    """Run a replay whose loss enqueues a job for the openai planner with `key` in the
+    environment; returns every text riskterm wrote: stdout, stderr, the database, jobs show."""
+    rules = tmp_path / "r.yaml"
+    rules.write_text(HEADER + f"""\
+rules:
+  daily_realized_loss: {{limit: -100, action: smart_review, lockout: none}}
+smart_risk: {{planner: openai, base_url: "{server.base_url}", model: m, api_key_env: {KEY_ENV},
+             step_delay_seconds: 0, timeout_seconds: 20}}
+""")
+    stdin = "".join(ev(type="fill", ts=f"2026-02-03T15:00:0{i}Z", account="A1", symbol="MNQ",
+                       order_id=f"o{i}", side=side, qty=qty, price=price)
+                    for i, (side, qty, price) in enumerate([("buy", 2, 20000.0),
+                                                            ("sell", 1, 19900.0)]))
+    db = tmp_path / "k.db"
+    env = {**os.environ, KEY_ENV: key}
+    run = subprocess.run([sys.executable, "-m", "riskterm", "--no-ui", "--source", "-", "--rules",
+                          str(rules), "--db", str(db)], input=stdin, capture_output=True,
+                         text=True, timeout=60, cwd=ROOT, env=env)
+    assert run.returncode == 0, run.stderr
+    (job_id,) = {r["job_id"] for r in map(json.loads, run.stdout.splitlines())
+                 if r["kind"] == "job"}
+    texts = {"stdout": run.stdout, "stderr": run.stderr}
+    for args in (["jobs", "show", job_id, "--json"], ["jobs", "show", job_id],
+                 ["jobs", "list", "--json"]):
+        res = subprocess.run([sys.executable, "-m", "riskterm", *args, "--db", str(db)],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+        assert res.returncode == 0, res.stderr
+        texts[" ".join(a for a in args if a != job_id)] = res.stdout + res.stderr
+    texts["the database"] = dump_database(db)
+    return texts
+
+
+def _assert_no_leak(key: str, texts: dict[str, str]) -> None:
+    for where, text in texts.items():
+        for form_name, form in _leak_forms(key).items():
+            assert form not in text, f"the API key leaked into {where} as {form_name}"
+
+
+def test_a_key_with_a_line_break_around_it_is_stripped_and_never_leaks(tmp_path: Path) -> None:
+    """A .env saved on Windows: the key ends in CR LF. Surrounding whitespace is stripped, the
+    key works, and whatever the endpoint reflects of it is redacted in every form."""
+    key = f"\tsk-{secrets.token_hex(8)}\"'\\{secrets.token_hex(8)}\r\n"
+    server = ReflectingLLM()
+    texts = _riskterm_with_key(tmp_path, server, key)
+    server.shutdown()
+    assert server.auth == [f"Bearer {key.strip()}"] * 2  # the 500 was retried, then completed
+    show = json.loads(texts["jobs show --json"])
+    assert (show["status"], show["attempts"]) == ("completed", 2)
+    assert "[redacted]" in texts["the database"]
+    _assert_no_leak(key, texts)
+
+
+def test_a_key_with_control_characters_inside_fails_the_job_at_once(tmp_path: Path) -> None:
+    key = f"sk-{secrets.token_hex(8)}\r\n\t\"'\\{secrets.token_hex(8)}"
+    server = ReflectingLLM()
+    texts = _riskterm_with_key(tmp_path, server, key)
+    server.shutdown()
+    assert server.auth == []  # never sent
+    show = json.loads(texts["jobs show --json"])
+    assert (show["status"], show["attempts"]) == ("failed", 1)
+    assert KEY_ENV in show["error"] and "control character" in show["error"]
+    assert [e for e in show["events"] if e["type"] == "retry"] == []
+    _assert_no_leak(key, texts)
+
+
+_WRITERS = {
+    "raw": lambda k: k, "repr": repr, "bytes repr": lambda k: repr(k.encode()),
+    "JSON": json.dumps, "JSON in JSON": lambda k: json.dumps(json.dumps(k)),
+    "JSON \\u escapes": lambda k: "".join(f"\\u{ord(c):04X}" for c in k),
+    "percent": lambda k: quote(k, safe=""), "percent twice": lambda k: quote(quote(k, safe="")),
+    "form": quote_plus, "HTML": html.escape,
+    "HTML numeric": lambda k: "".join(f"&#{ord(c)};" for c in k),
+    "a cut prefix": lambda k: k[:12] + "…", "a cut suffix": lambda k: "…" + k[-10:],
+    "masked like OpenAI": lambda k: k[:11] + "*" * 20 + k[-4:],
+}
+
+
+@pytest.mark.parametrize("form", _WRITERS)
+def test_every_written_form_of_the_key_is_redacted(form: str) -> None:
+    from riskterm.jobs.planners.secret import REDACTED, Redactor
+
+    key = f"sk-{secrets.token_hex(8)}\"' \\+{secrets.token_hex(8)}"
+    text = f"before {_WRITERS[form](key)} after"
+    out = Redactor(key)(text)
+    assert out.startswith("before ") and out.endswith(" after") and REDACTED in out
+    for hexpart in re.findall(r"[0-9a-f]{16}", key):
+        for i in range(9):
+            assert hexpart[i:i + 8] not in out, out
+
+
+def test_redacted_tool_arguments_stay_valid_json() -> None:
+    from riskterm.jobs.planners.secret import Redactor
+
+    key = f"sk-{secrets.token_hex(8)}\"\\{secrets.token_hex(8)}"
+    redact = Redactor(key)
+    for args in ({"symbol": "MNQ", "reason": f"the key is {key}!"},
+                 {"symbol": "MNQ", "reason": f"{key}"}, {key: 1, "x": [key, f'"{key}"']}):
+        for text in (json.dumps(args), json.dumps(args, ensure_ascii=False)):
+            value = json.loads(redact(text))
+            assert value.get("symbol", "MNQ") == "MNQ" and key not in json.dumps(value)

@@ -3,21 +3,37 @@ llama.cpp server) with tool calling, over httpx.
 
 Each iteration is one POST {base_url}/chat/completions. Connect errors, timeouts, 429 and 5xx
 raise TransientError (the pool retries the job with backoff); other 4xx raise PermanentError.
-The API key comes from the environment variable named by api_key_env and is only ever put in
-the Authorization header: never in errors, events or graph_state.
+The API key comes from the environment variable named by api_key_env (planners/secret.py) and is
+only ever put in the Authorization header: every text the planner hands on (errors, tool calls,
+model text) is redacted first, so it never reaches errors, events or graph_state.
+
+The answer is read as a stream and never past MAX_ANSWER_BYTES: a bigger answer fails the job
+at once (PermanentError: it is none of the transient failures of CONTRACT §8, and a model that
+answered that much is unlikely to answer less on a retry). A large answer is parsed and redacted
+in a worker thread, so the event loop (enforcement, the job's timeout) keeps running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 
 from riskterm.jobs.errors import PermanentError, TransientError
 from riskterm.jobs.planners import ToolCall, Turn
+from riskterm.jobs.planners.secret import Redactor, read_key
 from riskterm.jobs.tools import openai_tools
+
+MIB = 1024 * 1024
+MAX_ANSWER_BYTES = 4 * MIB
+MAX_ERROR_BYTES = 64 * 1024  # of an error answer: only its message is kept
+PARSE_IN_THREAD = 32 * 1024  # bytes: a larger answer is parsed and redacted off the event loop
+ERROR_DETAIL = 300  # characters of an endpoint's error message kept in the job's error
+
+T = TypeVar("T")
 
 SYSTEM_PROMPT = """You are the Smart Risk Manager of a futures trading account. Review the \
 account and reduce its risk: read it with the get_* tools, then recommend actions with \
@@ -35,7 +51,8 @@ class OpenAIPlanner:
         self.model_used = str(config.model)
         self.step_delay = 0.0
         self.url = str(config.base_url).rstrip("/") + "/chat/completions"
-        self._key = os.environ.get(str(config.api_key_env)) or None
+        self._key = read_key(str(config.api_key_env))  # PermanentError for a key it refuses
+        self._redact = Redactor(self._key)
         timeout = min(60.0, float(config.timeout_seconds))
         self._client = httpx.AsyncClient(transport=transport,
                                           timeout=httpx.Timeout(timeout, connect=10.0))
@@ -54,10 +71,16 @@ class OpenAIPlanner:
         self.messages = [{"role": "system", "content": SYSTEM_PROMPT},
                          {"role": "user", "content": user}]
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._key, "[redacted]") if self._key else text
-
     async def next_turn(self, iteration: int) -> Turn:
+        try:
+            return await self._next_turn(iteration)
+        except (TransientError, PermanentError):
+            raise
+        except Exception as exc:  # never let an unexpected error carry the key out
+            raise PermanentError(self._redact(f"internal error in the openai planner: "
+                                              f"{type(exc).__name__}: {exc}")) from None
+
+    async def _next_turn(self, iteration: int) -> Turn:
         body = {"model": self.model_used, "messages": self.messages,
                 "tools": openai_tools(tuple(self.config.allow)), "tool_choice": "auto",
                 "temperature": 0}
@@ -65,30 +88,41 @@ class OpenAIPlanner:
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
         try:
-            resp = await self._client.post(self.url, json=body, headers=headers)
+            async with self._client.stream("POST", self.url, json=body,
+                                           headers=headers) as resp:
+                if resp.status_code >= 400:
+                    data = await _read(resp, MAX_ERROR_BYTES, cut=True)
+                    text = await _off_loop_if_large(data, self._http_error, resp.status_code)
+                    if resp.status_code == 429 or resp.status_code >= 500:
+                        err = TransientError(text)
+                        err.retry_after = _retry_after(resp)  # type: ignore[attr-defined]
+                        raise err
+                    raise PermanentError(text)
+                data = await _read(resp, MAX_ANSWER_BYTES, cut=False)
         except httpx.TimeoutException as exc:
             raise TransientError(f"the planner endpoint {self.url} timed out "
                                  f"({type(exc).__name__})") from None
+        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
+            raise PermanentError(self._redact(f"cannot send a request to the planner endpoint "
+                                              f"{self.url}: {type(exc).__name__}: {exc}")) from None
         except httpx.TransportError as exc:
             raise TransientError(self._redact(f"cannot reach the planner endpoint {self.url}: "
                                               f"{type(exc).__name__}: {exc}")) from None
-        if resp.status_code == 429 or resp.status_code >= 500:
-            err = TransientError(self._http_error(resp))
-            err.retry_after = _retry_after(resp)  # type: ignore[attr-defined]
-            raise err
-        if resp.status_code >= 400:
-            raise PermanentError(self._http_error(resp))
+        return await _off_loop_if_large(data, self._parse_turn, iteration)
+
+    def _parse_turn(self, data: bytes, iteration: int) -> Turn:
+        """The turn in an answer, with everything the endpoint said redacted (it may reflect the
+        Authorization header)."""
         try:
-            message = resp.json()["choices"][0]["message"]
+            message = json.loads(data)["choices"][0]["message"]
             if not isinstance(message, dict):
                 raise TypeError("message is not an object")
         except RecursionError:
             raise TransientError("the planner endpoint sent a malformed answer (JSON nested "
                                  "too deeply)") from None
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise TransientError(f"the planner endpoint sent a malformed answer "
-                                 f"({type(exc).__name__}: {exc})") from None
-        # an endpoint may reflect the Authorization header: nothing it says is stored unredacted
+            raise TransientError(self._redact(f"the planner endpoint sent a malformed answer "
+                                              f"({type(exc).__name__}: {exc})")) from None
         calls = []
         for i, call in enumerate(message.get("tool_calls") or []):
             call = call if isinstance(call, dict) else {}
@@ -104,17 +138,7 @@ class OpenAIPlanner:
         if not self._key:
             return raw
         try:
-            if not isinstance(raw, str):
-                return self._redact_json(raw)
-            text = self._redact(raw)
-            try:
-                value = json.loads(text)
-            except ValueError:
-                return text
-            if self._key not in json.dumps(value, ensure_ascii=False):
-                return text
-            # the key written with JSON escapes (\u0073k-...) survives replace() on the text
-            return json.dumps(self._redact_json(value))
+            return self._redact(raw) if isinstance(raw, str) else self._redact_json(raw)
         except RecursionError:  # too deep to search: keep nothing of it (not valid JSON)
             return "[redacted: nested too deeply]"
 
@@ -127,16 +151,17 @@ class OpenAIPlanner:
             return [self._redact_json(v) for v in value]
         return value
 
-    def _http_error(self, resp: httpx.Response) -> str:
-        detail = ""
+    def _http_error(self, data: bytes, status: int) -> str:
+        detail: Any = ""
         try:
-            err = resp.json().get("error")
+            err = json.loads(data).get("error")
             detail = err.get("message", "") if isinstance(err, dict) else str(err or "")
-        except (ValueError, AttributeError):
-            # redact first: a key cut in two would escape replace()
-            detail = self._redact(resp.text)[:200]
-        text = f"the planner endpoint answered HTTP {resp.status_code}"
-        return self._redact(f"{text}: {detail.strip()}" if detail.strip() else text)
+        except (ValueError, AttributeError, RecursionError):
+            detail = data.decode("utf-8", "replace")
+        # redact before cutting: a key cut in two would no longer be recognised whole
+        detail = _cut(self._redact(str(detail)).strip(), ERROR_DETAIL)
+        text = f"the planner endpoint answered HTTP {status}"
+        return self._redact(f"{text}: {detail}" if detail else text)
 
     def observe(self, turn: Turn, results: list[tuple[bool, str]]) -> None:
         assistant: dict[str, Any] = {"role": "assistant", "content": turn.content}
@@ -163,3 +188,36 @@ def _retry_after(resp: httpx.Response) -> float:
         return max(0.0, float(resp.headers.get("retry-after", "0")))
     except ValueError:
         return 0.0
+
+
+async def _off_loop_if_large(data: bytes, parse: Callable[[bytes, int], T], arg: int) -> T:
+    """parse(data, arg), in a worker thread when data is large: parsing and redacting a few MB
+    would stall enforcement and the job's timeout."""
+    if len(data) > PARSE_IN_THREAD:
+        return await asyncio.to_thread(parse, data, arg)
+    return parse(data, arg)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def _read(resp: httpx.Response, limit: int, *, cut: bool) -> bytes:
+    """The body, read as it streams and never past limit bytes: cut there (an error answer), or
+    a PermanentError (an answer)."""
+    declared = resp.headers.get("content-length", "")
+    if not cut and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    buf = bytearray()
+    async for chunk in resp.aiter_bytes():
+        buf += chunk
+        if len(buf) > limit:
+            if not cut:
+                raise _too_large(limit)
+            break
+    return bytes(buf[:limit])
+
+
+def _too_large(limit: int) -> PermanentError:
+    return PermanentError(f"the model's answer is larger than {limit // MIB} MiB; it was not "
+                          "read further and nothing of it was used")
