@@ -7,6 +7,8 @@ import json
 import math
 from typing import Any
 
+from riskterm.safetext import escape_json_controls
+
 
 def finite(value: Any) -> Any:
     """`value` with every non-finite float (at any depth) replaced by None."""
@@ -20,8 +22,10 @@ def finite(value: Any) -> Any:
 
 
 def strict_dumps(value: Any, **options: Any) -> str:
-    """json.dumps (with its `options`) that writes null for NaN and ±Infinity."""
+    """json.dumps (with its `options`) that writes null for NaN and ±Infinity, and DEL, C1 and
+    bidi controls as escapes (`\\u007f`) even with ensure_ascii=False: JSON a terminal shows."""
     try:
-        return json.dumps(value, allow_nan=False, **options)
+        text = json.dumps(value, allow_nan=False, **options)
     except ValueError:
-        return json.dumps(finite(value), allow_nan=False, **options)
+        text = json.dumps(finite(value), allow_nan=False, **options)
+    return escape_json_controls(text)

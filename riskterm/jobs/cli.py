@@ -6,6 +6,10 @@ queued job that no pool owns; a running engine's pool claims it within its poll 
 (job_requests) and the command waits briefly for the answer; a job whose pool is gone is
 cancelled directly.
 
+Every string shown comes from outside (an account from a broker, model text, job errors): the text
+forms show it with control characters made visible (riskterm.safetext), so an escape sequence
+in an account name is read, not obeyed; the JSON forms escape them.
+
 Approve needs a running engine to execute anything. Without one nothing is executed: the
 command says so, lists the recommendations, notes the attempt in the job's timeline and exits 1
 (an approval is not kept for later: the market will have moved by the time an engine starts).
@@ -40,6 +44,7 @@ from riskterm.jobs.store import (
     save_job,
     write_txn_parts,
 )
+from riskterm.safetext import visible
 from riskterm.strictjson import strict_dumps
 from riskterm.timefmt import iso
 
@@ -94,8 +99,8 @@ async def run_jobs_command(action: str, db_path: Path, *, job_id: str | None = N
         if action == "retry":
             return await cli.retry(str(job_id))
         return await cli.approve(str(job_id))
-    except JobError as exc:
-        print(str(exc), file=err)
+    except JobError as exc:  # it may quote a job id or account from outside
+        print(visible(str(exc), newlines=True), file=err)
         return EXIT_USAGE
     except aiosqlite.Error as exc:
         print(f"cannot use database {db_path}: {exc}", file=err)
@@ -114,7 +119,10 @@ class _Cli:
         self.conn, self.out, self.err, self.as_json = conn, out, err, as_json
 
     def say(self, text: str) -> None:
-        print(text, file=self.out)
+        print(visible(text, newlines=True), file=self.out)
+
+    def warn(self, text: str) -> None:
+        print(visible(text, newlines=True), file=self.err)
 
     async def _txn(self, body: Any) -> Any:
         txn = Txn()
@@ -146,10 +154,10 @@ class _Cli:
             return EXIT_OK
         head = ("ID", "KIND", "ACCOUNT", "STATUS", "PRI", "PROGRESS", "STEP", "CREATED",
                 "DURATION")
-        table = [head] + [
-            (j["id"], j["kind"], j["account"], j["status"], str(j["priority"]),
-             f"{j['progress']:.0%}", j["step"] or "-", j["created_at"] or "-",
-             f"{j['duration_s']:.2f}s" if j["duration_s"] is not None else "-")
+        table = [head] + [tuple(visible(cell) for cell in (
+            j["id"], j["kind"], j["account"], j["status"], str(j["priority"]),
+            f"{j['progress']:.0%}", j["step"] or "-", j["created_at"] or "-",
+            f"{j['duration_s']:.2f}s" if j["duration_s"] is not None else "-"))
             for j in jobs]
         widths = [max(len(row[i]) for row in table) for i in range(len(head))]
         for row in table:
@@ -193,7 +201,8 @@ class _Cli:
         if d["events"]:
             lines.append("timeline:")
             lines += [f"  {ev['ts']}  {ev['type']:<9} {ev['detail']}" for ev in d["events"]]
-        self.say("\n".join(lines))
+        # one line per field: a newline inside a value is shown as \x0a, not a new line
+        self.say("\n".join(visible(line) for line in lines))
         return EXIT_OK
 
     # -- changing ------------------------------------------------------------------------------
@@ -216,8 +225,7 @@ class _Cli:
         job_id, dup = await self._txn(body)
         self.say(job_id)
         if dup:
-            print(f"duplicate of a job already queued/running for {account}: {job_id}",
-                  file=self.err)
+            self.warn(f"duplicate of a job already queued/running for {account}: {job_id}")
         return EXIT_OK
 
     async def cancel(self, job_id: str) -> int:
@@ -262,8 +270,8 @@ class _Cli:
         await self._txn(body)
         answer = await self._wait_answer(job_id, "approve", APPROVE_WAIT)
         if answer is None:
-            print(f"approval of {job_id} requested, but the engine has not answered yet; "
-                  f"check `riskterm jobs show {job_id}`", file=self.err)
+            self.warn(f"approval of {job_id} requested, but the engine has not answered yet; "
+                      f"check `riskterm jobs show {job_id}`")
             return EXIT_RUNTIME
         if "error" in answer:
             raise JobError(answer["error"])
@@ -275,7 +283,7 @@ class _Cli:
         rejected = [e for e in job.actions_log if str(e.get("result")).startswith(
             "rejected at approval")]
         for e in rejected:
-            print(f"{describe(e)}: {e['result']}", file=self.err)
+            self.warn(f"{describe(e)}: {e['result']}")
         self.say(f"{job_id} approved: {len(records)} enforcement(s), {len(rejected)} rejected")
         return EXIT_OK
 
@@ -285,10 +293,10 @@ class _Cli:
                                "approval asked with no engine running; nothing was executed"))
 
         await self._txn(body)
-        print(f"no riskterm engine is running on this database, so nothing was executed; "
-              f"the {len(pending)} recommendation(s) of {job.id} stay pending:", file=self.err)
+        self.warn(f"no riskterm engine is running on this database, so nothing was executed; "
+                  f"the {len(pending)} recommendation(s) of {job.id} stay pending:")
         for e in pending:
-            print(f"  {describe(e)}: {e.get('reason')}", file=self.err)
+            self.warn(visible(f"  {describe(e)}: {e.get('reason')}"))  # one line each
         return EXIT_RUNTIME
 
     async def _wait_answer(self, job_id: str, action: str, timeout: float

@@ -43,10 +43,11 @@ class AccountsTable(LiveTable):
             lockout = Text(fmt.DASH, style="dim")
         else:
             when = fmt.until(row.lockout_until, self.now, self.tz)
-            lockout = Text(f"{row.lockout} · {'PERMANENT' if row.permanent else 'until ' + when}",
+            until = "PERMANENT" if row.permanent else "until " + when
+            lockout = Text(f"{fmt.safe(row.lockout)} · {until}",
                            style="bold red" if halted else "yellow")
         cells: list[Text] = [
-            Text(row.account, style=row_style or "bold"),
+            Text(fmt.safe(row.account), style=row_style or "bold"),
             state,
             fmt.right(fmt.money(row.balance), row_style),
             fmt.right(fmt.money(row.equity), row_style),

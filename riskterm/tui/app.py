@@ -9,6 +9,7 @@ the latest value per row — and tables update only the cells that changed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import sys
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import App
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen
 from textual.worker import Worker
 
@@ -26,6 +28,7 @@ from riskterm.config import RulesConfig
 from riskterm.db import DatabaseError
 from riskterm.host import EngineHost, RunOptions, SourceError
 from riskterm.recorder import StorageError
+from riskterm.tui import formatting as fmt
 from riskterm.tui.commands import RiskTermCommands
 from riskterm.tui.history import open_reader
 from riskterm.tui.job_source import JobError, JobSource, NoJobSource, job_source_for
@@ -205,6 +208,14 @@ class RiskTermApp(App[int]):
         code = self.exit_code or self.host.stop_code or 0
         self.exit(code, return_code=code)
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification (the app's and its screens') as plain text: messages name
+        accounts, jobs and errors from outside, never parsed as markup (`A[/]`), control
+        characters made visible. `markup` is accepted for Textual's signature and ignored."""
+        super().notify(fmt.safe(message, newlines=True), title=fmt.safe(title),
+                       severity=severity, timeout=timeout, markup=False)
+
     # -- what the engine side sends ------------------------------------------------------------
 
     def _sink(self, batch: list[tuple[dict[str, Any], str]]) -> None:
@@ -327,9 +338,10 @@ class RiskTermApp(App[int]):
         engine, account = target
         acct = engine.accounts[account]
         positions = [f"{p.qty:+d} {s}" for s, p in sorted(acct.positions.items()) if p.qty]
+        name = fmt.safe(account)  # a broker's string: shown, never interpreted
         body = Text()
-        body.append(f"Flatten {account}?\n\n", style="bold")
-        body.append("Close positions: " + (", ".join(positions) or "none") + "\n")
+        body.append(f"Flatten {name}?\n\n", style="bold")
+        body.append("Close positions: " + (fmt.safe(", ".join(positions)) or "none") + "\n")
         body.append(f"Cancel working orders: {len(acct.orders)}\n\n")
         body.append("Sent as market orders with rule “manual”.", style="dim")
 
@@ -362,9 +374,9 @@ class RiskTermApp(App[int]):
             self.notify(f"{account} has no active lockout.", severity="warning")
             return
         body = Text()
-        body.append(f"Lift every lockout of {account}?\n\n", style="bold")
+        body.append(f"Lift every lockout of {fmt.safe(account)}?\n\n", style="bold")
         for lk in locks:
-            body.append(f"  {lk.rule}: {lk.state}, {lk.kind}\n")
+            body.append(fmt.safe(f"  {lk.rule}: {lk.state}, {lk.kind}") + "\n")
         body.append("\nAn unlock record with reason “manual” is written.", style="dim")
 
         def done(yes: bool | None) -> None:
@@ -450,14 +462,26 @@ def create_app(opts: RunOptions, config: RulesConfig,
     return RiskTermApp(opts, config, settings or AppSettings())
 
 
+async def _run_app(app: RiskTermApp) -> int | None:
+    """Run the app (as App.run does) and, however it ended, shut the engine down on this loop.
+
+    An exception in a widget ends the app without unmounting it: the job pool, its running jobs
+    and three database connections stayed open, and their non-daemon threads kept the process
+    alive after the traceback, with a job left `running`."""
+    try:
+        return await app.run_async()
+    finally:
+        await app.shutdown_engine()
+
+
 def run_dashboard(opts: RunOptions, config: RulesConfig) -> int:
     if opts.source == "-":
         print("riskterm: the dashboard reads the keyboard from the terminal, so it cannot read "
               "events from stdin; use --no-ui, or --source replay:PATH", file=sys.stderr)
         return 2
     app = create_app(opts, config)
-    code = app.run()
+    code = asyncio.run(_run_app(app))
     if app.failure is not None:
-        print(f"riskterm: {app.failure}", file=sys.stderr)
-    return int(code or app.exit_code or 0)
+        print(f"riskterm: {fmt.safe(app.failure, newlines=True)}", file=sys.stderr)
+    return int(code or app.exit_code or app.return_code or 0)  # a crash is 1
 

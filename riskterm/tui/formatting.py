@@ -1,4 +1,5 @@
-"""Plain text and Rich formatting shared by the widgets: money, P&L, bars, times, durations."""
+"""Plain text and Rich formatting shared by the widgets: money, P&L, bars, times, durations, and
+text from outside made safe to show (`safe`, `safe_text`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import math
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from rich.text import Text
+from rich.text import Span, Text
+
+from riskterm.safetext import has_controls, visible
 
 DASH = "—"
 
@@ -16,6 +19,27 @@ STATE_STYLE = {
     "halted": "bold white on red",
 }
 STATE_LABEL = {"active": "active", "reducing": "REDUCING", "halted": "⛔ HALTED"}
+
+
+def safe(value: object, *, newlines: bool = False) -> str:
+    """str(value) with control characters made visible (riskterm.safetext): for every string
+    from a broker, a file or a model. Widgets take it as plain text, never as markup."""
+    return visible(value if isinstance(value, str) else str(value), newlines=newlines)
+
+
+def safe_text(text: Text, *, newlines: bool = False) -> Text:
+    """`text` with control characters made visible, its styles kept on the same characters."""
+    plain = text.plain
+    if not has_controls(plain, newlines=newlines):
+        return text
+    # where each old offset lands once every character is replaced by its visible form
+    starts = [0]
+    for char in plain:
+        starts.append(starts[-1] + len(visible(char, newlines=newlines)))
+    out = text.blank_copy(visible(plain, newlines=newlines))
+    out.spans = [Span(starts[s.start], starts[min(s.end, len(plain))], s.style)
+                 for s in text.spans]
+    return out
 
 
 def money(value: float | None, *, signed: bool = False) -> str:

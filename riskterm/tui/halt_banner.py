@@ -45,8 +45,8 @@ class HaltBanner(Static):
             for i, (account, _, rule, until) in enumerate(group):
                 if i:
                     text.append(" · ", style="not bold")
-                text.append(account)
+                text.append(fmt.safe(account))
                 when = "permanent" if until is None else "until " + fmt.until(until, now, self.tz)
-                text.append(f" ({rule}, {when})", style="not bold")
+                text.append(f" ({fmt.safe(rule)}, {when})", style="not bold")
         # a fixed height: only showing or hiding the banner moves the rest of the screen
         self.update(text, layout=bool(locked) != shown)

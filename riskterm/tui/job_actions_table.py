@@ -45,9 +45,10 @@ class JobActionsTable(LiveTable):
                         else "bold yellow" if result == "recommended" else "yellow")
         return [
             fmt.right(str(step)),
-            Text(action, style="bold"),
-            Text(args, no_wrap=True, overflow="ellipsis", style="cyan"),
-            Text(reason, no_wrap=True, overflow="ellipsis"),
+            Text(fmt.safe(action), style="bold"),
+            Text(fmt.safe(args), no_wrap=True, overflow="ellipsis", style="cyan"),
+            Text(fmt.safe(reason), no_wrap=True, overflow="ellipsis"),
             fmt.right(conf),
-            Text(result or fmt.DASH, style=result_style, no_wrap=True, overflow="ellipsis"),
+            Text(fmt.safe(result) or fmt.DASH, style=result_style, no_wrap=True,
+                 overflow="ellipsis"),
         ]

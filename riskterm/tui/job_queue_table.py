@@ -97,11 +97,11 @@ class JobQueueTable(LiveTable):
         return [
             Text(row.id, style="bold"),
             Text(row.kind),
-            Text(row.account),
+            Text(fmt.safe(row.account)),
             Text(row.status, style=STATUS_STYLE.get(row.status, "")),
             fmt.right(fmt.DASH if row.priority is None else str(row.priority)),
             progress_bar(row.progress, row.status),
-            Text(row.step, no_wrap=True, overflow="ellipsis"),
+            Text(fmt.safe(row.step), no_wrap=True, overflow="ellipsis"),
             fmt.right(fmt.DASH if row.attempts is None else str(row.attempts)),
             Text(fmt.clock(row.created, self.tz)),
             fmt.right(fmt.duration(row.duration) if row.duration is not None else fmt.DASH),

@@ -35,9 +35,10 @@ class JobTimeline(DataTable[RenderableType]):
             detail = event.get("detail")
             if not isinstance(detail, str):
                 detail = "" if detail is None else str(detail)
+            # Text cells: a DataTable parses plain strings as markup
             self.add_row(Text(fmt.clock(when, self.tz), style="dim"),
-                         Text(str(event.get("type", "")), style="bold"),
-                         Text(detail, no_wrap=True, overflow="ellipsis"))
+                         Text(fmt.safe(event.get("type", "")), style="bold"),
+                         Text(fmt.safe(detail), no_wrap=True, overflow="ellipsis"))
             self.shown += 1
         if new:
             self.move_cursor(row=self.row_count - 1)

@@ -14,20 +14,23 @@ from riskterm.tui.job_queue_table import STATUS_STYLE
 
 
 def job_header(job: dict[str, Any], tz: ZoneInfo) -> RenderableType:
-    status = str(job.get("status", ""))
+    """Every value is shown with fmt.safe: the account comes from the broker, the step, model,
+    instructions and error from the job and its model."""
+    safe = fmt.safe
+    status = safe(job.get("status", ""))
     text = Text()
-    text.append(f"Job {job.get('id')}  ", style="bold")
+    text.append(f"Job {safe(job.get('id'))}  ", style="bold")
     text.append(f" {status.upper()} ", style=f"reverse {STATUS_STYLE.get(status, '')}")
-    text.append(f"  {job.get('kind', '')} · account ")
-    text.append(str(job.get("account", "")), style="bold cyan")
+    text.append(f"  {safe(job.get('kind', ''))} · account ")
+    text.append(safe(job.get("account", "")), style="bold cyan")
     text.append(f" · attempt {job.get('attempts', fmt.DASH)}")
     progress = job.get("progress")
     if progress is not None:
         text.append(f" · {float(progress) * 100:.0f}%")
         if job.get("step"):
-            text.append(f" ({job['step']})", style="dim")
+            text.append(f" ({safe(job['step'])})", style="dim")
     text.append("\nmodel ", style="dim")
-    text.append(str(job.get("model_used") or fmt.DASH))
+    text.append(safe(job.get("model_used") or fmt.DASH))
     text.append("   duration ", style="dim")
     duration = job.get("duration_s")
     text.append(fmt.duration(duration) if duration is not None else fmt.DASH)
@@ -38,11 +41,11 @@ def job_header(job: dict[str, Any], tz: ZoneInfo) -> RenderableType:
     text.append("   actions taken ", style="dim")
     text.append(str(job.get("actions_taken", fmt.DASH)))
     text.append("\ninstructions ", style="dim")
-    text.append(str(job.get("user_instructions") or "none"),
+    text.append(safe(job.get("user_instructions") or "none"),
                 style="italic" if job.get("user_instructions") else "dim")
     if job.get("error"):
         text.append("\nerror ", style="bold red")
-        text.append(str(job["error"]), style="red")
+        text.append(safe(job["error"]), style="red")
     pending = pending_recommendations(job)
     if pending and status == "completed":
         text.append(f"\n{pending} recommended action{'s' if pending != 1 else ''} awaiting "

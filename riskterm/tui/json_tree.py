@@ -15,6 +15,9 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from riskterm.safetext import escape_json_controls
+from riskterm.tui import formatting as fmt
+
 PAGE = 200
 
 
@@ -40,18 +43,19 @@ def _size_label(value: Any) -> str:
 def scalar_text(value: Any) -> Text:
     if isinstance(value, str):
         shown = value if len(value) <= 200 else value[:199] + "…"
-        return Text(json.dumps(shown, ensure_ascii=False), style="green")
+        # JSON escapes C0; DEL, C1 and bidi controls get JSON escapes too (\u009b)
+        return Text(escape_json_controls(json.dumps(shown, ensure_ascii=False)), style="green")
     if isinstance(value, bool) or value is None:
         return Text(json.dumps(value), style="magenta italic")
     if isinstance(value, int | float):
         return Text(json.dumps(value), style="cyan")
-    return Text(repr(value), style="red")
+    return Text(fmt.safe(repr(value)), style="red")
 
 
 def node_label(key: str | int | None, value: Any) -> Text:
     text = Text()
     if key is not None:
-        text.append(f"{key}" if isinstance(key, str) else f"[{key}]", style="bold")
+        text.append(fmt.safe(key) if isinstance(key, str) else f"[{key}]", style="bold")
         text.append(": ")
     if isinstance(value, dict | list):
         text.append(_size_label(value), style="dim")

@@ -26,11 +26,15 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from riskterm.tui.formatting import safe, safe_text
+
 PAD = 1  # blank cells each side of a column
 
 
 def _cell_text(cell: RenderableType, width: int) -> Text:
-    text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
+    # every cell is plain text, never markup, and shows control characters as escapes: the
+    # widgets build cells from broker strings with fmt.safe, and this catches what slips by
+    text = safe_text(cell.copy()) if isinstance(cell, Text) else Text(safe(cell))
     text.no_wrap = True
     if text.cell_len > width:
         text.truncate(width, overflow="ellipsis")

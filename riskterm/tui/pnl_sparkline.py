@@ -38,7 +38,7 @@ class PnlSparkline(Vertical):
         if account is None:
             label.append("— select an account", style="dim")
         else:
-            label.append(account, style="bold cyan")
+            label.append(fmt.safe(account), style="bold cyan")
             if points:
                 label.append("  ")
                 label.append_text(fmt.pnl(points[-1]))

@@ -32,8 +32,8 @@ class PositionsTable(LiveTable):
         stop = (Text("none", style="bold red", justify="right") if row.stop is None
                 else fmt.right(fmt.price(row.stop)))
         return [
-            Text(row.account),
-            Text(row.symbol, style="bold"),
+            Text(fmt.safe(row.account)),
+            Text(fmt.safe(row.symbol), style="bold"),
             fmt.right(f"{row.qty:+d}", side),
             fmt.right(fmt.price(row.avg_price)),
             fmt.right(fmt.price(row.mark)),

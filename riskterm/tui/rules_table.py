@@ -39,6 +39,7 @@ def params_text(params: Any, limit: int = 200) -> str:
 
 def account_header(account: str, width: int) -> str:
     """An account name on two lines (the header is two rows high): PA-APEX / 544."""
+    account = fmt.safe(account)  # a newline in the name must not add a header line
     head, sep, tail = account.rpartition("-")
     if not sep or len(tail) > width:
         return account[:width] + "\n" + account[width:2 * width]
@@ -56,8 +57,9 @@ class RulesTable(LiveTable):
     def render_row(self, raw: tuple[Any, ...]) -> Sequence[RenderableType]:
         rule, params, disabled, *states = raw
         cells: list[RenderableType] = [
-            Text(rule, style="dim" if disabled else "bold"),
-            Text(params, style="dim" if disabled else "", no_wrap=True, overflow="ellipsis"),
+            Text(fmt.safe(rule), style="dim" if disabled else "bold"),
+            Text(fmt.safe(params), style="dim" if disabled else "", no_wrap=True,
+                 overflow="ellipsis"),
         ]
         for state in states:
             label, style = STATE_CELL.get(state, (state, ""))

@@ -42,7 +42,7 @@ class StatusBar(Static):
         text = Text(no_wrap=True, overflow="ellipsis")
         dot = {"live": "green", "ended": "yellow", "failed": "red"}.get(info.state, "grey50")
         text.append("● ", style=dot)
-        text.append(info.source, style="bold")
+        text.append(fmt.safe(info.source), style="bold")  # a replay's file name
         if info.state != "live":
             text.append(f" ({info.state})", style=dot)
         text.append("  │  ")

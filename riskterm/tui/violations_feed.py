@@ -25,7 +25,9 @@ GLYPH = {"critical": "⛔", "high": "▲", "medium": "▲", "low": "●", "info"
 
 
 def feed_line(rec: dict[str, Any], tz: ZoneInfo) -> Text | None:
-    """One feed line for a record, or None for records the feed leaves out."""
+    """One feed line for a record, or None for records the feed leaves out. Its strings come
+    from the broker (account, symbol, message, detail): shown with fmt.safe, never as markup."""
+    safe = fmt.safe
     level = severity(rec)
     if level is None:
         return None
@@ -35,24 +37,26 @@ def feed_line(rec: dict[str, Any], tz: ZoneInfo) -> Text | None:
     text = Text(no_wrap=True, overflow="ellipsis", end="")
     text.append(fmt.clock(ts, tz) if ts is not None else fmt.DASH, style="dim")
     text.append(f" {GLYPH[level]} ", style=style)
-    account = rec.get("account") or "*"
+    account = safe(rec.get("account") or "*")
     if kind == "lockout":
         until = fmt.until(fmt.parse_ts(rec.get("until")), ts or 0.0, tz) if rec.get(
             "until") else "permanent"
-        text.append(f"{account} {rec['state'].upper()} by {rec['rule']} until {until}",
+        text.append(f"{account} {safe(rec['state']).upper()} by {safe(rec['rule'])} "
+                    f"until {until}",
                     style=style)
     elif kind == "unlock":
-        text.append(f"{account} unlocked ({rec['reason']}): {rec['rule']}", style=style)
+        text.append(f"{account} unlocked ({safe(rec['reason'])}): {safe(rec['rule'])}",
+                    style=style)
     elif kind == "enforcement":
-        text.append(f"{account} {rec['action']} FAILED: ", style=style)
-        text.append(str(rec.get("detail", "")))
+        text.append(f"{account} {safe(rec['action'])} FAILED: ", style=style)
+        text.append(safe(rec.get("detail", "")))
     else:
-        label = rec.get("rule", "")
+        label = safe(rec.get("rule", ""))
         if rec.get("symbol"):
-            label += f" {rec['symbol']}"
+            label += f" {safe(rec['symbol'])}"
         text.append(label, style=style)
         text.append(" · ", style="dim")
-        message = str(rec.get("message", ""))
+        message = safe(rec.get("message", ""))
         if not message.startswith(account):
             text.append(f"{account} ", style="bold")
         text.append(message, style="" if kind == "violation" else "dim")

@@ -50,11 +50,11 @@ class ViolationsTable(LiveTable):
             fmt.right(str(row.id), "dim"),
             Text(when),
             Text(row.kind, style=kind_style),
-            Text(row.account, style="bold"),
-            Text(row.rule),
-            Text(row.symbol or fmt.DASH),
-            Text(row.message),
-            Text(enforcement, style="cyan" if row.enforcement else "dim"),
+            Text(fmt.safe(row.account), style="bold"),
+            Text(fmt.safe(row.rule)),
+            Text(fmt.safe(row.symbol or fmt.DASH)),
+            Text(fmt.safe(row.message)),
+            Text(fmt.safe(enforcement), style="cyan" if row.enforcement else "dim"),
         ]
 
     def show(self, rows: Iterable[HistoryRow], *, replace: bool, limit: int) -> int:
@@ -85,13 +85,14 @@ def describe(row: HistoryRow, tz: ZoneInfo) -> Text:
     """The full text of one history row for the detail pane."""
     text = Text()
     text.append(f"{row.kind.upper()} ", style="bold red" if row.kind == "violation" else "yellow")
-    text.append(f"#{row.id}  {fmt.stamp(row.ts, tz)}  {row.account}  {row.rule}")
+    text.append(f"#{row.id}  {fmt.stamp(row.ts, tz)}  {fmt.safe(row.account)}  "
+                f"{fmt.safe(row.rule)}")
     if row.symbol:
-        text.append(f"  {row.symbol}")
-    text.append(f"\n{row.message}\nvalue {_value(row.value)} · limit {_value(row.limit)}")
+        text.append(f"  {fmt.safe(row.symbol)}")
+    text.append(f"\n{fmt.safe(row.message)}\nvalue {_value(row.value)} · limit {_value(row.limit)}")
     text.append("\nenforcement: ", style="bold")
-    text.append(row.enforcement or "none", style="cyan" if row.enforcement else "dim")
+    text.append(fmt.safe(row.enforcement or "none"), style="cyan" if row.enforcement else "dim")
     if row.lockout:
         text.append("\nlockout: ", style="bold")
-        text.append(row.lockout, style="bold red")
+        text.append(fmt.safe(row.lockout), style="bold red")
     return text

@@ -1,13 +1,19 @@
-"""ConfirmScreen: a yes/no dialog for actions that touch an account (flatten, unlock)."""
+"""ConfirmScreen: a yes/no dialog for actions that touch an account (flatten, unlock).
+
+Its title and body name the account, a broker's string: they are plain text (a Static given a
+str parses it as markup, and `A[/]` would crash the dialog), control characters made visible."""
 
 from __future__ import annotations
 
 from rich.console import RenderableType
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from riskterm.tui.formatting import safe, safe_text
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -19,7 +25,11 @@ class ConfirmScreen(ModalScreen[bool]):
     def __init__(self, title: str, body: RenderableType, confirm: str = "Yes",
                  *, danger: bool = True) -> None:
         super().__init__()
-        self.title_text = title
+        self.title_text = Text(safe(title))
+        if isinstance(body, str):
+            body = Text(safe(body, newlines=True))
+        elif isinstance(body, Text):
+            body = safe_text(body, newlines=True)
         self.body = body
         self.confirm_label = confirm
         self.danger = danger

@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Markdown, Static
 
+from riskterm.tui import formatting as fmt
 from riskterm.tui.history import READ_ERRORS
 from riskterm.tui.job_actions_table import JobActionsTable, action_rows
 from riskterm.tui.job_source import ACTIVE, CANCELLABLE, RETRYABLE
@@ -74,7 +76,8 @@ class JobDetailScreen(LiveScreen):
         except READ_ERRORS:  # the next flush tries again
             return
         if job is None:
-            self.query_one("#job-header", Static).update(f"Job {self.job_id} was not found.")
+            self.query_one("#job-header", Static).update(
+                Text(fmt.safe(f"Job {self.job_id} was not found.")))
             return
         self.show(job)
         self.polls += 1
@@ -87,7 +90,9 @@ class JobDetailScreen(LiveScreen):
         summary = str(job.get("actions_summary") or "")
         if summary != self._summary:
             self._summary = summary
-            self.query_one("#job-summary", Markdown).update(summary or "*No summary yet.*")
+            # model text: control characters made visible before Markdown sees it
+            self.query_one("#job-summary", Markdown).update(
+                fmt.safe(summary, newlines=True) or "*No summary yet.*")
         graph = job.get("graph_state")
         if graph is None:
             graph = {}

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from riskterm.tui import formatting as fmt
 from riskterm.tui.history import READ_ERRORS
 from riskterm.tui.job_queue_table import JobQueueTable, job_row
 from riskterm.tui.job_source import ACTIVE, CANCELLABLE, RETRYABLE
@@ -50,7 +52,8 @@ class JobsScreen(LiveScreen):
         try:
             jobs = await self.rt.jobs.list_jobs()
         except READ_ERRORS as exc:  # the next flush tries again
-            self.query_one("#jobs-hint", Static).update(f"cannot read the jobs: {exc}")
+            self.query_one("#jobs-hint", Static).update(
+                Text(fmt.safe(f"cannot read the jobs: {exc}")))
             return
         rows = {}
         for job in jobs:

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from riskterm.tui import formatting as fmt
 from riskterm.tui.live_table import LiveTable
 from riskterm.tui.rules_table import RulesTable, params_text
 from riskterm.tui.screens.base import Frame, LiveScreen
@@ -73,7 +74,7 @@ class RulesScreen(LiveScreen):
         else:
             text = Text("The rules file has errors; the old rules stay in force:\n",
                         style="bold")
-            text.append(error)
+            text.append(fmt.safe(error, newlines=True))  # it quotes the file
             panel.update(text)
 
     def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
@@ -86,13 +87,13 @@ class RulesScreen(LiveScreen):
             detail.update("")
             return
         config = self.rt.config
-        text = Text(rid, style="bold")
+        text = Text(fmt.safe(rid), style="bold")
         params = config.rules.get(rid)
         text.append("\n")
-        text.append(params_text(params, 400) if params is not None else "not in rules:",
+        text.append(fmt.safe(params_text(params, 400)) if params is not None else "not in rules:",
                     style="" if params is not None else "dim")
         for pattern, merged in config.overrides.items():
             if rid in merged:
-                text.append(f"\naccounts {pattern}: ", style="bold cyan")
-                text.append(params_text(merged[rid], 400))
+                text.append(f"\naccounts {fmt.safe(pattern)}: ", style="bold cyan")
+                text.append(fmt.safe(params_text(merged[rid], 400)))
         detail.update(text)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Select, Static
 
+from riskterm.tui import formatting as fmt
 from riskterm.tui.history import KINDS, READ_ERRORS, HistoryRow, load_history
 from riskterm.tui.keys import VIOLATIONS_KEYS, bindings
 from riskterm.tui.live_table import LiveTable
@@ -90,7 +92,8 @@ class ViolationsScreen(LiveScreen):
             select = self.query_one(sel_id, Select)
             keep = select.value
             with select.prevent(Select.Changed):
-                select.set_options([(v, v) for v in options])
+                # a str prompt is markup: `A[/]` as an account name would crash the select
+                select.set_options([(Text(fmt.safe(v)), v) for v in options])
                 if isinstance(keep, str) and keep in options:
                     select.value = keep
 
@@ -125,7 +128,8 @@ class ViolationsScreen(LiveScreen):
                                       after_id=0 if replace else table.max_id, limit=limit)
             table.show(rows, replace=replace, limit=limit)
         except READ_ERRORS as exc:  # the next flush tries again
-            self.query_one("#history-count", Static).update(f"cannot read the history: {exc}")
+            self.query_one("#history-count", Static).update(
+                Text(fmt.safe(f"cannot read the history: {exc}")))
             return
         self._filters = filters
         self._loaded_version = version
