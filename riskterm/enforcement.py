@@ -1,11 +1,22 @@
 """Turning rule actions into broker commands and `enforcement` records.
 
 One record per action and target; a flatten is one record whose detail lists what it closed and
-cancelled. The same action for the same target is not sent again while one is in flight.
+cancelled.
+
+Idempotency is per target and quantity, not per action name (CONTRACT §2): the enforcer keeps a
+ledger of what it has in flight, per position the contracts its closing orders still have to
+fill and per order a cancel sent. Every closing action (close_position, reduce_position, flatten,
+from a rule, the dashboard or a Smart Risk Manager job) sends only what the position holds beyond
+what is already closing, so one event breaching a `flatten` rule and a `close_position` rule sends
+one close, never two (two would reverse the position). A closing fill draws its quantity down; a
+`position` event caps it at the size the broker reports; an entry lapses after
+IN_FLIGHT_SECONDS of engine time. In a dry run nothing is sent and no fill answers: an entry
+holds for the event that wrote it, so the records still show one close per position.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from riskterm.broker import (
@@ -23,7 +34,10 @@ if TYPE_CHECKING:
     from riskterm.engine import Engine
 
 IN_FLIGHT_SECONDS = 5.0
+PRUNE_AT = 4096  # ledger entries before a pass drops the lapsed ones
 RETRY_DELAYS = (1.0, 3.0)  # engine-clock seconds before the 2nd and 3rd attempt of a failed action
+
+Token = tuple[int, float] | None  # a dry run's entry holds for one event: (event no., clock)
 
 
 def _close_side(qty: int) -> str:
@@ -34,41 +48,138 @@ def _fmt_price(price: float) -> str:
     return f"{price:.10g}"
 
 
+@dataclass(slots=True)
+class Closing:
+    """Closing orders in flight for one (account, symbol)."""
+
+    qty: int  # contracts the closing orders sent still have to fill
+    side: str  # their side: "sell" closes a long, "buy" a short
+    until: float  # engine clock at which the entry lapses
+    token: Token
+    by: str  # "flatten by daily_total_loss", for the records
+
+
 class Enforcer:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.inflight: dict[tuple[str, str, str | None], float] = {}
+        self.closing: dict[tuple[str, str], Closing] = {}  # (account, symbol)
+        self.cancelling: dict[tuple[str, str], tuple[float, Token]] = {}  # (account, order id)
+        # protective orders (set_stop_loss, set_take_profit): (account, symbol) -> action -> ...
+        self.inflight: dict[tuple[str, str | None], dict[str, tuple[float, Token]]] = {}
+        self._token_seen: Token = None
+        self._prune_at = PRUNE_AT
 
-    # -- bookkeeping -------------------------------------------------------------------------
+    # -- the in-flight ledger ----------------------------------------------------------------
 
-    def settle(self, account: str, symbol: str | None = None, order_id: str | None = None) -> None:
-        """The broker confirmed a new state for this target: its actions are no longer in flight."""
-        if not self.inflight:
-            return
-        for key in [k for k in self.inflight if k[1] == account]:
-            action, _, target = key
-            if (
-                (symbol is not None and target == symbol)
-                or (order_id is not None and target == order_id)
-                or action in ("flatten", "cancel_orders")
-            ):
-                del self.inflight[key]
+    def _token(self) -> Token:
+        engine = self.engine
+        return None if engine.broker.executes else (engine.n_events, engine.clock)
 
-    def _busy(self, key: tuple[str, str, str | None]) -> bool:
-        expiry = self.inflight.get(key)
-        if expiry is None:
+    def _alive(self, until: float, token: Token) -> bool:
+        if token is not None:
+            return token == (self.engine.n_events, self.engine.clock)
+        return until > self.engine.clock
+
+    def in_flight_close(self, account: str, symbol: str, side: str) -> Closing | None:
+        """The closing orders in flight for a position whose closing side is `side`."""
+        entry = self.closing.get((account, symbol))
+        if entry is None:
+            return None
+        if entry.side != side or entry.qty <= 0 or not self._alive(entry.until, entry.token):
+            del self.closing[(account, symbol)]
+            return None
+        return entry
+
+    def _cancel_pending(self, account: str, order_id: str) -> bool:
+        key = (account, order_id)
+        entry = self.cancelling.get(key)
+        if entry is None:
             return False
-        if expiry <= self.engine.clock:
-            del self.inflight[key]
+        if not self._alive(*entry):
+            del self.cancelling[key]
             return False
         return True
 
-    def _send(self, commands: list[Command], key: tuple[str, str, str | None]) -> tuple[str, str]:
-        """Submit commands; returns (status, error detail or '')."""
+    def _busy(self, key: tuple[str, str, str | None]) -> bool:
+        action, account, symbol = key
+        entries = self.inflight.get((account, symbol))
+        if not entries or action not in entries:
+            return False
+        if not self._alive(*entries[action]):
+            del entries[action]
+            return False
+        return True
+
+    def _forget_lapsed(self, token: Token) -> None:
+        """Keep the ledger to what can still be in flight: in a dry run what the current event
+        sent, else what has not lapsed (a pass when it has doubled since the last one)."""
+        if token is not None:
+            if token != self._token_seen:
+                self._token_seen = token
+                self.closing.clear()
+                self.cancelling.clear()
+                self.inflight.clear()
+            return
+        if len(self.closing) + len(self.cancelling) + len(self.inflight) < self._prune_at:
+            return
+        now = self.engine.clock
+        self.closing = {k: e for k, e in self.closing.items() if e.until > now}
+        self.cancelling = {k: e for k, e in self.cancelling.items() if e[0] > now}
+        self.inflight = {k: live for k, e in self.inflight.items()
+                         if (live := {a: v for a, v in e.items() if v[0] > now})}
+        size = len(self.closing) + len(self.cancelling) + len(self.inflight)
+        self._prune_at = max(PRUNE_AT, 2 * size)
+
+    def _mark(self, command: Command, key: tuple[str, str, str | None] | None, by: str) -> None:
+        """A command went out (or would have, in a dry run): it is in flight now."""
+        until, token = self.engine.clock + IN_FLIGHT_SECONDS, self._token()
+        self._forget_lapsed(token)
+        if isinstance(command, CancelOrder):
+            self.cancelling[(command.account, command.order_id)] = (until, token)
+        elif isinstance(command, MarketOrder):
+            target = (command.account, command.symbol)
+            entry = self.in_flight_close(command.account, command.symbol, command.side)
+            qty = command.qty + (entry.qty if entry is not None else 0)
+            self.closing[target] = Closing(qty, command.side, until, token, by)
+        elif key is not None:
+            self.inflight.setdefault((key[1], key[2]), {})[key[0]] = (until, token)
+
+    def filled(self, account: str, symbol: str, side: str, qty: int) -> None:
+        """A fill on the closing side draws down what is in flight for the position."""
+        if not self.closing:
+            return
+        entry = self.closing.get((account, symbol))
+        if entry is not None and entry.side == side:
+            entry.qty -= qty
+            if entry.qty <= 0:
+                del self.closing[(account, symbol)]
+
+    def settle(self, account: str, symbol: str | None = None, order_id: str | None = None,
+               qty: int | None = None) -> None:
+        """The broker confirmed a new state: a position of `qty` in `symbol` (no more can be
+        closing than it holds), or `order_id` no longer working (its cancel is done)."""
+        if order_id is not None:
+            self.cancelling.pop((account, order_id), None)
+        if symbol is not None:
+            entry = self.closing.get((account, symbol))
+            if entry is not None:
+                # what the position holds on the side those orders close (0 once reversed)
+                held = abs(qty) if qty and (qty > 0) == (entry.side == "sell") else 0
+                if held < entry.qty:
+                    entry.qty = held
+                if entry.qty <= 0:
+                    del self.closing[(account, symbol)]
+            self.inflight.pop((account, symbol), None)
+
+    def _send(self, commands: list[Command], key: tuple[str, str, str | None] | None = None,
+              by: str = "") -> tuple[str, str]:
+        """Submit commands; returns (status, error detail or ''). Each command that goes out is
+        in flight from then on, whatever happens to the others."""
         broker = self.engine.broker
         if not broker.executes:
             for command in commands:
                 broker.submit(command)
+                self._mark(command, key, by)
             return "dry_run", ""
         errors = []
         for command in commands:
@@ -78,11 +189,13 @@ class Enforcer:
                 continue  # it went away on its own: the goal is reached
             except BrokerError as exc:
                 errors.append(str(exc))
+                continue
             except Exception as exc:  # a broker bug must not stop the engine
                 errors.append(f"broker error: {exc!r}")
+                continue
+            self._mark(command, key, by)
         if errors:
             return "failed", "; ".join(errors)
-        self.inflight[key] = self.engine.clock + IN_FLIGHT_SECONDS
         return "ok", ""
 
     def _record(
@@ -138,46 +251,56 @@ class Enforcer:
         if order is None:
             what = f"order {order_id} is not working" if order_id else "no order to cancel"
             return self._record("cancel_order", rule, name, symbol, order_id, "skipped", what)
-        key = ("cancel_order", name, order_id)
-        if self._busy(key):
+        if self._cancel_pending(name, order.order_id):
             detail = f"cancel of order {order_id} already in flight"
             return self._record("cancel_order", rule, name, symbol, order_id, "skipped", detail)
-        status, err = self._send([CancelOrder(name, order.order_id)], key)
+        status, err = self._send([CancelOrder(name, order.order_id)])
         detail = err or f"cancel order {order_id} ({order.side} {order.qty} {order.symbol})"
         return self._record("cancel_order", rule, name, symbol, order_id, status, detail)
 
     def _do_cancel_orders(self, rule, acct, symbol, order_id, target_qty, **_):
         name = acct.name
-        ids = list(acct.orders)
-        if not ids:
+        if not acct.orders:
             return self._record("cancel_orders", rule, name, symbol, None, "skipped",
                                 "no working orders")
-        key = ("cancel_orders", name, None)
-        if self._busy(key):
+        ids = [oid for oid in acct.orders if not self._cancel_pending(name, oid)]
+        if not ids:
             return self._record("cancel_orders", rule, name, symbol, None, "skipped",
                                 "cancel of all orders already in flight")
-        status, err = self._send([CancelOrder(name, oid) for oid in ids], key)
+        status, err = self._send([CancelOrder(name, oid) for oid in ids])
         detail = err or f"cancelled orders {', '.join(ids)}"
         return self._record("cancel_orders", rule, name, symbol, None, status, detail)
 
-    def _market(self, action, rule, acct, symbol, reduce_to: int):
-        """Bring the position in `symbol` to abs(qty) == reduce_to with a market order."""
-        name = acct.name
-        pos = acct.positions.get(symbol) if symbol else None
+    def _to_close(self, acct: AccountState, symbol: str) -> tuple[int, int, Closing | None]:
+        """(signed position, contracts not yet closing, the closing orders in flight)."""
+        pos = acct.positions.get(symbol)
         qty = pos.qty if pos else 0
-        excess = abs(qty) - reduce_to
-        if excess <= 0:
+        if not qty:
+            return 0, 0, None
+        entry = self.in_flight_close(acct.name, symbol, _close_side(qty))
+        return qty, abs(qty) - (entry.qty if entry is not None else 0), entry
+
+    def _market(self, action, rule, acct, symbol, reduce_to: int):
+        """Bring the position in `symbol` to abs(qty) == reduce_to with a market order, counting
+        the closing orders already in flight for it."""
+        name = acct.name
+        qty, open_qty, entry = self._to_close(acct, symbol) if symbol else (0, 0, None)
+        if abs(qty) <= reduce_to:
             detail = f"{name} has no {symbol} position" if qty == 0 else (
                 f"{name} holds {abs(qty)} {symbol}, already within {reduce_to}")
             return self._record(action, rule, name, symbol, None, "skipped", detail)
-        key = (action, name, symbol)
-        if self._busy(key):
-            return self._record(action, rule, name, symbol, None, "skipped",
-                                f"{action} of {symbol} already in flight")
+        excess = open_qty - reduce_to
+        if excess <= 0:
+            assert entry is not None
+            detail = (f"{entry.side} {entry.qty} {symbol} already in flight ({entry.by}): "
+                      f"{name} will hold {abs(qty) - entry.qty} of {abs(qty)}")
+            return self._record(action, rule, name, symbol, None, "skipped", detail)
         side = _close_side(qty)
-        status, err = self._send([MarketOrder(name, symbol, side, excess, rule)], key)
+        status, err = self._send([MarketOrder(name, symbol, side, excess, rule)],
+                                 by=f"{action} by {rule}")
         goal = "to close" if reduce_to == 0 else f"to reach {reduce_to}"
-        detail = err or f"{side} {excess} {symbol} {goal}"
+        detail = err or f"{side} {excess} {symbol} {goal}" + (
+            f" ({entry.qty} already in flight, {entry.by})" if entry is not None else "")
         return self._record(action, rule, name, symbol, None, status, detail)
 
     def _do_close_position(self, rule, acct, symbol, order_id, target_qty, **_):
@@ -188,26 +311,31 @@ class Enforcer:
 
     def _do_flatten(self, rule, acct, symbol, order_id, target_qty, **_):
         name = acct.name
-        order_ids = list(acct.orders)
-        commands: list[Command] = [CancelOrder(name, oid) for oid in order_ids]
-        closed = []
-        for sym, pos in sorted(acct.positions.items()):
-            if pos.qty:
-                commands.append(MarketOrder(name, sym, _close_side(pos.qty), abs(pos.qty), rule))
-                closed.append(f"{abs(pos.qty)} {sym} {'long' if pos.qty > 0 else 'short'}")
-        if not commands:
+        if not acct.orders and not any(p.qty for p in acct.positions.values()):
             return self._record("flatten", rule, name, symbol, None, "skipped",
                                 f"{name} is already flat with no working orders")
-        key = ("flatten", name, None)
-        if self._busy(key):
-            return self._record("flatten", rule, name, symbol, None, "skipped",
-                                "flatten already in flight")
-        status, err = self._send(commands, key)
+        order_ids = [oid for oid in acct.orders if not self._cancel_pending(name, oid)]
+        commands: list[Command] = [CancelOrder(name, oid) for oid in order_ids]
+        closed, closing = [], []
+        for sym in sorted(acct.positions):
+            qty, open_qty, entry = self._to_close(acct, sym)
+            if entry is not None:
+                closing.append(f"{entry.qty} {sym} ({entry.by})")
+            if open_qty > 0:
+                commands.append(MarketOrder(name, sym, _close_side(qty), open_qty, rule))
+                closed.append(f"{open_qty} {sym} {'long' if qty > 0 else 'short'}")
+        in_flight = "already in flight: " + ", ".join(closing) if closing else ""
+        if not commands:
+            detail = "flatten already in flight" + (f" ({in_flight})" if in_flight else "")
+            return self._record("flatten", rule, name, symbol, None, "skipped", detail)
+        status, err = self._send(commands, by=f"flatten by {rule}")
         parts = []
         if closed:
             parts.append("closed " + ", ".join(closed))
         if order_ids:
             parts.append("cancelled orders " + ", ".join(order_ids))
+        if in_flight:
+            parts.append(in_flight)
         detail = "; ".join(parts) + (f" — failed: {err}" if err else "")
         return self._record("flatten", rule, name, symbol, None, status, detail)
 
@@ -239,7 +367,7 @@ class Enforcer:
         qty = abs(pos.qty)
         command: Command = (StopOrder(name, symbol, side, qty, price, rule) if stop
                             else LimitOrder(name, symbol, side, qty, price, rule))
-        status, err = self._send([command], key)
+        status, err = self._send([command], key, by=f"{action} by {rule}")
         kind = "stop" if stop else "limit"
         detail = err or f"{side} {qty} {symbol} {kind} at {_fmt_price(price)}"
         return self._record(action, rule, name, symbol, None, status, detail)

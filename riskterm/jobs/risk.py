@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
-_CONTRACT_MONTH = re.compile(r"(.+?)[FGHJKMNQUVXZ]\d{1,2}")
+from riskterm import symbols
 
 
 def position(snapshot: dict[str, Any], symbol: str) -> dict[str, Any] | None:
@@ -37,12 +36,9 @@ def instrument_limit(limits: dict[str, Any], symbol: str) -> int | None:
     rule = limits.get("max_contracts_per_instrument")
     if not rule:
         return None
-    table = rule.get("limits") or {}
-    if symbol in table:
-        return int(table[symbol])
-    m = _CONTRACT_MONTH.fullmatch(symbol)
-    if m and m[1] in table:
-        return int(table[m[1]])
+    found = symbols.lookup(rule.get("limits") or {}, symbol)
+    if found is not None:
+        return int(found)
     if rule.get("default_limit") is not None:
         return int(rule["default_limit"])
     return 0 if rule.get("unknown_symbol") == "block" else None

@@ -30,14 +30,17 @@ class MaxContracts(Rule):
 
     def __init__(self, engine: Any) -> None:
         super().__init__(engine)
-        # account -> the symbol whose violation stands (the key in engine.fired), or None
+        # account -> the symbol whose violation stands (its key in engine.fired); kept in step
+        # with engine.fired, indexed from it once per fired set (a restore replaces the set)
         self._fired: dict[str, str | None] = {}
+        self._indexed: set[tuple[str, str, str | None]] | None = None
 
     def _fired_symbol(self, name: str) -> str | None:
-        if name not in self._fired:  # first look after a start: what the engine restored
-            self._fired[name] = next(
-                (k[2] for k in self.engine.fired if k[0] == self.id and k[1] == name), None)
-        return self._fired[name]
+        fired = self.engine.fired
+        if self._indexed is not fired:  # first look after a start or a restore: one pass
+            self._indexed = fired
+            self._fired = {k[1]: k[2] for k in fired if k[0] == self.id}
+        return self._fired.get(name)
 
     def check(self, ev: dict[str, Any], acct: AccountState, params: MaxContractsParams) -> None:
         net = gross = 0

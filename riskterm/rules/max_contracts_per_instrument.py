@@ -1,4 +1,8 @@
-"""max_contracts_per_instrument: the size of one symbol's position over its limit."""
+"""max_contracts_per_instrument: the size of one symbol's position over its limit.
+
+`limits` names a symbol or its root (`MNQ: 10` limits each of `MNQH6`, `MNQM6`); a symbol listed
+as it is wins over its root.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +12,13 @@ from riskterm.account import AccountState
 from riskterm.rules.base import Rule
 
 
-def limit_for(params: Any, symbol: str) -> int | None:
-    """The contract limit of `symbol`; None when the symbol has no limit at all."""
-    limit = params.limits.get(symbol)
-    if limit is None:
-        limit = params.default_limit
-    if limit is None and params.unknown_symbol == "block":
-        return 0
-    return limit
-
-
 class MaxContractsPerInstrument(Rule):
     id = "max_contracts_per_instrument"
     events = ("fill", "position")
 
     def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> None:
         symbol = ev["symbol"]
-        limit = limit_for(params, symbol)
+        limit = params.limit_for(symbol)  # the symbol, else its root (riskterm.symbols)
         if limit is None:
             return
         pos = acct.positions.get(symbol)

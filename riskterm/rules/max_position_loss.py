@@ -52,10 +52,15 @@ class MaxPositionLoss(Rule):
         return self._slack(acct, params) if ev["type"] == "quote" else None
 
     def _slack(self, acct: AccountState, params: Any) -> float | None:
-        """The smallest distance of any open position to its limit or warning (quote gate)."""
+        """The smallest distance of any open position to a bound where its outcome changes
+        (the quote gate): its limit, its warning while not yet written. A quote judges only
+        the quoted symbol, so another position may be past a bound its state does not show yet
+        (a tighter limit after a reload or a restart, a warning re-armed by a new day): then
+        there is no room, and the next quote of that symbol judges it."""
         engine = self.engine
         name = acct.name
         warn_at = params.warn_at
+        fired, warned = engine.fired, engine.warned
         room = INF
         for symbol, p in acct.positions.items():
             qty = p.qty
@@ -71,9 +76,20 @@ class MaxPositionLoss(Rule):
                 if limit is None or by_pct > limit:
                     limit = by_pct
             assert limit is not None
-            gap = abs(pnl - limit)
-            if warn_at is not None and (ID, name, symbol) not in engine.warned:
-                gap = min(gap, abs(pnl - warn_at * limit))
+            key = (ID, name, symbol)
+            gap = pnl - limit  # > 0: inside the limit; within a cent either way: no room
+            if key in fired:
+                if gap > -0.01:
+                    return 0.0  # back inside (or about to be): re-arms at its next quote
+                gap = -gap
+            else:
+                if gap < 0.01:
+                    return 0.0  # past the limit (a tighter one, say): breaches at its next quote
+                if warn_at is not None and key not in warned:
+                    to_warn = pnl - warn_at * limit
+                    if to_warn < 0.01:
+                        return 0.0  # at the warning and not warned today: warns at its next quote
+                    gap = min(gap, to_warn)
             if gap < room:
                 room = gap
         return room - 0.01

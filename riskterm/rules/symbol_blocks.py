@@ -1,10 +1,14 @@
-"""symbol_blocks: an order or fill on a blocked symbol (fnmatch patterns, case-insensitive)."""
+"""symbol_blocks: an order or fill on a blocked symbol.
+
+Patterns are fnmatch patterns, case-insensitive, matched against the symbol and its root
+(`MNQ` blocks `MNQH6`; riskterm.symbols).
+"""
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from typing import Any
 
+from riskterm import symbols
 from riskterm.account import AccountState
 from riskterm.rules.base import Rule
 
@@ -22,8 +26,7 @@ class SymbolBlocks(Rule):
         if key not in self._cache:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            upper = symbol.upper()
-            self._cache[key] = next((p for p in patterns if fnmatchcase(upper, p.upper())), None)
+            self._cache[key] = symbols.match(patterns, symbol)
         return self._cache[key]
 
     def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> None:
