@@ -1,0 +1,1 @@
+"""Live brokers: sources of section-1 events that also carry out enforcement."""

@@ -1,0 +1,1 @@
+"""ProjectX Gateway (TopstepX and the other firms on ProjectX): REST, SignalR hubs, mapping."""
