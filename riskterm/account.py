@@ -6,6 +6,14 @@ from typing import Any
 
 from riskterm.book import Order, Position
 
+# Trade ids remembered per account, to ignore a fill delivered twice (CONTRACT section 1): the
+# ids of the current trading day and of the last earlier day with fills. A re-sync after a
+# reconnect or a restart replays the trades since the last one applied, minutes and at most a
+# weekend back, so two trading days cover it; an account with more than TRADE_IDS_PER_SET fills
+# in a day rotates early, keeping at least that many of the latest ids and at most twice as
+# many. The row is re-serialised with each commit that changes the account, so it stays small.
+TRADE_IDS_PER_SET = 10_000
+
 
 class AccountState:
     __slots__ = (
@@ -25,6 +33,8 @@ class AccountState:
         "sod_from_event",
         "stale",
         "state",
+        "trade_ids",
+        "trade_ids_before",
         "trading_day",
     )
 
@@ -41,6 +51,8 @@ class AccountState:
         self.trading_day: str | None = None
         self.state = "active"  # active / reducing / halted, derived from lockouts
         self.rule_state: dict[str, Any] = {}  # per-rule counters that must survive a restart
+        self.trade_ids: set[str] = set()  # applied fills' trade ids: this trading day's
+        self.trade_ids_before: set[str] = set()  # the last earlier day's (or the first batch)
         # quote gate (Engine._quote_rules): [rule, params, due] per quote rule; `drift` sums
         # how far marks moved this account's P&L, `slack` is the smallest `due`, and `stale`
         # asks for every quote rule on the next quote (after any other event)
@@ -70,7 +82,22 @@ class AccountState:
             o.symbol == symbol and o.side == closing and o.is_stop for o in self.orders.values()
         )
 
+    def seen_trade(self, trade_id: str) -> bool:
+        """Was a fill with this trade id already applied to this account?"""
+        return trade_id in self.trade_ids or trade_id in self.trade_ids_before
+
+    def add_trade(self, trade_id: str) -> None:
+        if len(self.trade_ids) >= TRADE_IDS_PER_SET:
+            self._rotate_trades()
+        self.trade_ids.add(trade_id)
+
+    def _rotate_trades(self) -> None:
+        self.trade_ids_before = self.trade_ids
+        self.trade_ids = set()
+
     def new_day(self, day: str) -> None:
+        if self.trade_ids:  # a day without fills keeps the last day with fills
+            self._rotate_trades()
         self.trading_day = day
         self.realized = 0.0
         self.sod_balance = self.balance
@@ -86,6 +113,8 @@ class AccountState:
             "trading_day": self.trading_day,
             "rule_state": self.rule_state,
             "orders": [o.to_dict() | {"ts": o.ts} for o in self.orders.values()],
+            "trade_ids": list(self.trade_ids),
+            "trade_ids_before": list(self.trade_ids_before),
         }
 
     def load_json(self, data: dict[str, Any]) -> None:
@@ -96,6 +125,8 @@ class AccountState:
         self.realized = float(data.get("realized") or 0.0)
         self.trading_day = data.get("trading_day")
         self.rule_state = dict(data.get("rule_state") or {})
+        self.trade_ids = {str(t) for t in data.get("trade_ids") or ()}
+        self.trade_ids_before = {str(t) for t in data.get("trade_ids_before") or ()}
         for od in data.get("orders") or []:
             order = Order(od)
             self.orders[order.order_id] = order

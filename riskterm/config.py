@@ -7,8 +7,16 @@ Decisions (where the contract leaves room):
   the text as written. Merge keys (``<<: *anchor``) work. Duplicate keys are errors.
 - Types are strict: ``limit: "-500"`` is an error (a number is expected), an integer is fine where
   a number is expected, ``3.0`` is not a whole number.
-- A missing or unreadable file raises RulesError with a single issue at line 1, column 1.
-- An empty block (``auth_loss_guard:``) is the same as ``{}``; so is an empty file.
+- A missing or unreadable file raises RulesError with a single issue at line 1, column 1; so
+  does a path that is not a regular file (a FIFO, a device: reading one could block a reload
+  for ever or never end) and a file larger than MAX_RULES_BYTES.
+- An empty block (``auth_loss_guard:``) is the same as ``{}``. An empty file (or one with only
+  comments) is an error: it would run with no rule at all, and a file caught half-written by a
+  reload looks just like it. ``{}`` says "no rules" on purpose.
+- Every duration and number is bounded (riskterm.rules.params: MAX_DURATION, MAX_MONEY, ...),
+  so the engine never computes an instant or a value it cannot represent.
+- A YAML alias bomb is refused by counting the values reached again through aliases, apart from
+  the values written out: a merely large document is fine up to MAX_VALUES values.
 - ``accounts:`` overrides: for an account, the ONE matching pattern with the most literal
   (non-wildcard) characters wins; ties go to the pattern written first; its blocks are merged
   over the global blocks one parameter at a time (a mapping-valued parameter such as ``limits`` or
@@ -21,7 +29,9 @@ Decisions (where the contract leaves room):
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,10 +57,24 @@ from pydantic import (
 )
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from riskterm import symbols
 from riskterm.calendar import TradingCalendar
-from riskterm.rules.params import RULE_PARAMS, RuleParams, parse_duration
+from riskterm.rules.params import (
+    MAX_DURATION,
+    MAX_DURATION_DAYS,
+    MAX_MONEY,
+    MONEY_BOUND,
+    RULE_PARAMS,
+    RuleParams,
+    parse_duration,
+)
 
-TOP_KEYS = ("timezone", "daily_reset", "session", "instruments", "accounts", "rules", "smart_risk")
+TOP_KEYS = ("timezone", "daily_reset", "max_clock_jump", "session", "instruments", "accounts",
+            "rules", "smart_risk")
+DEFAULT_CLOCK_JUMP = 366 * 86400.0  # max_clock_jump: a replay event further ahead is rejected
+MAX_RULES_BYTES = 1 << 20  # a rules file is read only up to this size (the default is 6 KB)
+MAX_VALUES = 1_000_000  # YAML values written out in one rules text
+MAX_ALIAS_VALUES = 200_000  # values reached again through aliases (*name) and merges
 DEFAULT_TIMEZONE = "America/Chicago"
 DEFAULT_RESET = time(17, 0)
 # Actions a Smart Risk Manager job may take (smart_risk.allow).
@@ -144,6 +168,14 @@ def _check(pred: Callable[[Any], bool], message: str) -> AfterValidator:
 _MODEL = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 _Positive = Annotated[StrictFloat, _check(lambda v: v > 0, "must be greater than 0")]
 _AtLeastOne = Annotated[StrictInt, _check(lambda v: v >= 1, "must be at least 1")]
+_SecondsBound = _check(lambda v: v <= MAX_DURATION,
+                       f"must be at most {MAX_DURATION:.0f} seconds ({MAX_DURATION_DAYS} days)")
+_Seconds = Annotated[StrictFloat, _check(lambda v: v > 0, "must be greater than 0"), _SecondsBound]
+_TickSize = Annotated[StrictFloat, _check(lambda v: v > 0, "must be greater than 0"),
+                      _check(lambda v: 1e-9 <= v <= 1e9,
+                             "must be between 1e-9 and 1e9 (a tick in price units)")]
+_TickValue = Annotated[StrictFloat, _check(lambda v: v > 0, "must be greater than 0"),
+                       _check(lambda v: v <= MAX_MONEY, f"must be at most {MONEY_BOUND}")]
 _Time = Annotated[time, BeforeValidator(parse_hhmm)]
 
 
@@ -152,8 +184,16 @@ _Time = Annotated[time, BeforeValidator(parse_hhmm)]
 
 class Instrument(BaseModel):
     model_config = _MODEL
-    tick_size: _Positive
-    tick_value: _Positive
+    tick_size: _TickSize
+    tick_value: _TickValue
+    negative_prices: StrictBool = False  # quotes below zero are real (spreads, crude oil)
+
+    @model_validator(mode="after")
+    def _sane(self) -> Instrument:
+        if not self.point_value <= MAX_MONEY:
+            raise ValueError(f"has a point value (tick_value / tick_size) of "
+                             f"{self.point_value:g}, over {MONEY_BOUND} per point")
+        return self
 
     @property
     def point_value(self) -> float:
@@ -196,19 +236,19 @@ class SmartRiskConfig(BaseModel):
         Annotated[StrictStr, _check(lambda v: v in SMART_ACTIONS,
                                     "must be one of " + ", ".join(SMART_ACTIONS))], ...
     ] = _DEFAULT_ALLOW
-    workers: _AtLeastOne = 2
-    timeout_seconds: _Positive = 300.0
-    max_iterations: _AtLeastOne = 10
+    workers: Annotated[_AtLeastOne, _check(lambda v: v <= 64, "must be at most 64")] = 2
+    timeout_seconds: _Seconds = 300.0
+    max_iterations: Annotated[_AtLeastOne,
+                              _check(lambda v: v <= 10_000, "must be at most 10,000")] = 10
     retry_interrupted: StrictBool = True
-    step_delay_seconds: Annotated[StrictFloat, _check(lambda v: v >= 0, "must be 0 or more")] = 0.5
+    step_delay_seconds: Annotated[StrictFloat, _check(lambda v: v >= 0, "must be 0 or more"),
+                                  _SecondsBound] = 0.5
     every: Annotated[float | None, BeforeValidator(_parse_every)] = None  # seconds
-    retention_days: _Positive = 30.0
+    retention_days: Annotated[_Positive, _check(lambda v: v <= MAX_DURATION_DAYS,
+                                                f"must be at most {MAX_DURATION_DAYS}")] = 30.0
 
 
 # --------------------------------------------------------------------------- the loaded file
-
-_CONTRACT_MONTH = re.compile(r"(.+?)[FGHJKMNQUVXZ]\d{1,2}")
-
 
 def _literal_chars(pattern: str) -> int:
     """Characters of an fnmatch pattern outside ``*``, ``?`` and ``[...]``."""
@@ -243,6 +283,7 @@ class RulesConfig:
     accounts: dict[str, dict[str, dict[str, Any]]]  # pattern -> rule id -> params as written
     smart_risk: SmartRiskConfig
     overrides: dict[str, dict[str, RuleParams]] = field(repr=False)  # pattern -> merged params
+    max_clock_jump: float = DEFAULT_CLOCK_JUMP  # seconds (the header key of the same name)
     calendar: TradingCalendar = field(init=False, repr=False)
     _memo: dict[str, dict[str, RuleParams]] = field(default_factory=dict, init=False, repr=False)
 
@@ -273,10 +314,12 @@ class RulesConfig:
             self._memo[account] = found
         return found
 
+    def instrument(self, symbol: str) -> Instrument | None:
+        """The ``instruments`` entry of a symbol, else of its root (riskterm.symbols)."""
+        return symbols.lookup(self.instruments, symbol)
+
     def point_value(self, symbol: str) -> float | None:
-        inst = self.instruments.get(symbol)
-        if inst is None and (m := _CONTRACT_MONTH.fullmatch(symbol)):
-            inst = self.instruments.get(m[1])
+        inst = self.instrument(symbol)
         return None if inst is None else inst.point_value
 
     def enabled_rule_ids(self) -> set[str]:
@@ -452,7 +495,12 @@ class _Checker:
         self.text = text
         self.issues: list[ConfigIssue] = []
         self._seen: set[ConfigIssue] = set()
-        self._budget = 200_000  # nodes; guards against alias bombs
+        # an alias bomb is many values reached again through aliases, a large document many
+        # values written out: each has its own budget and its own message
+        self._values = MAX_VALUES
+        self._again = MAX_ALIAS_VALUES
+        self._visited: set[int] = set()  # ids of the nodes converted once
+        self._inside: set[int] = set()  # ids of the collections being converted (recursion)
         self._over_budget = False
         self._too_deep: set[int] = set()  # ids of nodes reported as nested too deeply
 
@@ -503,18 +551,32 @@ class _Checker:
     def to_py(self, node: Node | None, path: Path_ = (), depth: int = 0) -> Any:
         if node is None or self._over_budget:
             return None
-        self._budget -= 1
-        if self._budget < 0:
-            # one issue, then stop at once: a recursive alias has exponentially many nodes left
+        nid = id(node)
+        if nid in self._inside:  # one issue, then stop: nothing after it can be judged
             self._over_budget = True
-            self.issue_at(node.start_mark, "the file expands to too many values "
-                          "(a recursive alias?)")
+            self.issue_at(node.start_mark, f"{_display(path) or 'the file'} contains itself "
+                          "through an alias (a recursive alias)")
             return None
+        if nid in self._visited:  # reached again through an alias or a merge
+            self._again -= 1
+            if self._again < 0:  # one issue, then stop at once: a bomb has billions more
+                self._over_budget = True
+                self.issue_at(node.start_mark, "aliases (*name) expand the file to more than "
+                              f"{MAX_ALIAS_VALUES:,} repeated values (an alias bomb?)")
+                return None
+        else:
+            self._visited.add(nid)
+            self._values -= 1
+            if self._values < 0:
+                self._over_budget = True
+                self.issue_at(node.start_mark, f"the file holds more than {MAX_VALUES:,} "
+                              "values, more than a rules file needs")
+                return None
         if depth > 50:
-            if id(node) not in self._too_deep:  # once per node, not once per alias path to it
-                self._too_deep.add(id(node))
-                self.issue_at(node.start_mark, f"{_display(path) or 'the file'} is nested too "
-                              "deeply (a recursive alias?)")
+            if nid not in self._too_deep:  # once per node, not once per alias path to it
+                self._too_deep.add(nid)
+                self.issue_at(node.start_mark, f"{_display(path) or 'the file'} is nested "
+                              "more than 50 levels deep")
             return None
         if isinstance(node, ScalarNode):
             try:
@@ -523,23 +585,33 @@ class _Checker:
                 self.issue_at(node.start_mark, f"unsupported YAML value or tag {_tag(node)}")
                 return None
         if isinstance(node, SequenceNode) and node.tag == _SEQ:
-            return [self.to_py(v, (*path, i), depth + 1) for i, v in enumerate(node.value)]
+            self._inside.add(nid)
+            items = [self.to_py(v, (*path, i), depth + 1) for i, v in enumerate(node.value)]
+            self._inside.discard(nid)
+            return items
         if isinstance(node, MappingNode) and node.tag == _MAP:
-            out: dict[str, Any] = {}
-            first_line: dict[str, int] = {}
-            for text, knode, vnode in _items(node):
-                if text is None:
-                    self.issue_at(knode.start_mark, "a key must be plain text")
-                    continue
-                if text in first_line:
-                    self.issue_at(knode.start_mark, f"duplicate key '{text}' in "
-                                  f"{_display(path) or 'the file'} (first on line "
-                                  f"{first_line[text]})")
-                first_line.setdefault(text, _position(self.text, knode.start_mark)[0])
-                out[text] = self.to_py(vnode, (*path, text), depth + 1)
-            return out
+            self._inside.add(nid)
+            try:
+                return self._mapping_to_py(node, path, depth)
+            finally:
+                self._inside.discard(nid)
         self.issue_at(node.start_mark, f"unsupported YAML tag {_tag(node)}")
         return None
+
+    def _mapping_to_py(self, node: MappingNode, path: Path_, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        first_line: dict[str, int] = {}
+        for text, knode, vnode in _items(node):
+            if text is None:
+                self.issue_at(knode.start_mark, "a key must be plain text")
+                continue
+            if text in first_line:
+                self.issue_at(knode.start_mark, f"duplicate key '{text}' in "
+                              f"{_display(path) or 'the file'} (first on line "
+                              f"{first_line[text]})")
+            first_line.setdefault(text, _position(self.text, knode.start_mark)[0])
+            out[text] = self.to_py(vnode, (*path, text), depth + 1)
+        return out
 
     # ----------------------------------------------------------------- pydantic -> issues
 
@@ -607,8 +679,10 @@ class _Checker:
         data = self.to_py(self.root)
         if self._over_budget:  # the values were cut short: checking them would only mislead
             return None
-        if data is None:
-            data = {}
+        if data is None:  # nothing but comments (or a lone null): no rule would run
+            self.issue(1, 1, "the rules file is empty: it sets no rule at all (write "
+                       "`rules: {}` to run without rules on purpose)")
+            return None
         if not isinstance(data, dict):
             self.issue(1, 1, "the rules file must be a mapping (timezone:, rules:, ...)")
             return None
@@ -625,6 +699,14 @@ class _Checker:
                 node = self.find(("daily_reset",))[0]
                 self.at_value(("daily_reset",),
                               f"daily_reset {exc}, got {_fmt_value(node, data['daily_reset'])}")
+        jump = DEFAULT_CLOCK_JUMP
+        if "max_clock_jump" in data:
+            try:
+                jump = parse_duration(data["max_clock_jump"])
+            except ValueError as exc:
+                node = self.find(("max_clock_jump",))[0]
+                self.at_value(("max_clock_jump",), f"max_clock_jump {exc}, got "
+                              f"{_fmt_value(node, data['max_clock_jump'])}")
         session = self.model(SessionConfig, data.get("session"), ("session",))
         instruments = {
             sym: inst
@@ -643,7 +725,7 @@ class _Checker:
         if self.issues or tz is None or session is None or smart is None:
             return None
         return RulesConfig(self.path, tz_name, tz, reset, session, instruments, rules,
-                           accounts, smart, overrides)
+                           accounts, smart, overrides, max_clock_jump=jump)
 
     def _timezone(self, name: Any) -> tuple[str, ZoneInfo | None]:
         node = self.find(("timezone",))[0]
@@ -764,17 +846,61 @@ def load_rules_text(text: str, path: str = "<rules>") -> RulesConfig:
 
 
 def load_rules(path: str | Path) -> RulesConfig:
-    """Load a rules file. A missing or unreadable file is a RulesError at line 1, column 1."""
+    """Load a rules file. A missing or unreadable file, one that is not a regular file or one
+    larger than MAX_RULES_BYTES is a RulesError at line 1, column 1."""
     name = str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
+        data = _read_regular(path)
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
         raise RulesError([ConfigIssue(name, 1, 1, "file not found")]) from None
     except UnicodeDecodeError as exc:
         raise RulesError([ConfigIssue(name, 1, 1, f"not UTF-8 text ({exc.reason})")]) from None
+    except _NotRules as exc:
+        raise RulesError([ConfigIssue(name, 1, 1, str(exc))]) from None
     except OSError as exc:
         raise RulesError([ConfigIssue(name, 1, 1, f"cannot read: {exc.strerror or exc}")]) from None
     return load_rules_text(text, name)
+
+
+class _NotRules(OSError):
+    """The path is not something to read rules from (the message says why)."""
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def _read_regular(path: str | Path) -> bytes:
+    """The bytes of a regular file of at most MAX_RULES_BYTES, else _NotRules.
+
+    Opened without blocking (a FIFO with no writer would block the open itself, and with it a
+    SIGHUP reload and the SIGTERM after it) and judged by fstat on the open descriptor, so a
+    file swapped in between cannot slip past; read no further than the bound, so a file that
+    grows (or /dev/zero behind a symlink) cannot exhaust memory.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((what for test, what in _KINDS if test(mode)), "not a regular file")
+            raise _NotRules(f"is {kind}, not a regular file: rules are read only from a "
+                            "regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_RULES_BYTES:
+            chunk = os.read(fd, MAX_RULES_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_RULES_BYTES:
+            raise _NotRules(f"the file is larger than {MAX_RULES_BYTES >> 20} MiB, more than "
+                            "a rules file needs")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def default_rules_path() -> Path:

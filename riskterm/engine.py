@@ -22,9 +22,11 @@ from riskterm.broker import Broker
 from riskterm.calendar import TradingCalendar
 from riskterm.config import RulesConfig
 from riskterm.enforcement import Enforcer
+from riskterm.events import BelowZero
 from riskterm.lockouts import Lockout, LockoutBook
 from riskterm.rules import rule_classes
 from riskterm.rules.base import Rule
+from riskterm.rules.params import format_duration
 from riskterm.timefmt import iso
 
 EnqueueJob = Callable[..., tuple[str, bool]]
@@ -99,6 +101,10 @@ class Engine:
         self._rearm_floor = 0.0
         self.fired: set[tuple[str, str, str | None]] = set()
         self.warned: set[tuple[str, str, str | None]] = set()
+        # account -> its keys in fired or warned (a superset, pruned when saved): the keys are
+        # saved with the account's row, so a commit writes the accounts that changed, never
+        # every key of every account
+        self._edge_keys: dict[str, set[tuple[str, str, str | None]]] = {}
         self._unknown_symbols: set[str] = set()
         # called with the new time before the clock moves (the dashboard samples P&L there)
         self.watch_clock: Callable[[float], None] | None = None
@@ -120,6 +126,7 @@ class Engine:
         self.n_violations = 0
         self.n_warnings = 0
         self.n_enforcements = 0
+        self.n_duplicate_fills = 0  # fills ignored as a trade id already applied
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "account": self._on_account,
             "order_placed": self._on_order_placed,
@@ -194,11 +201,23 @@ class Engine:
         for name in {lk.account for lk in state.lockouts}:
             self._account(name).state = self.lockouts.state(name)
         self.lockouts.next_id = max(self.lockouts.next_id, int(es.get("next_lockout_id", 1)))
+        # edge state: with each account's row (older databases: all of it in engine_state)
         self.fired = {tuple(k) for k in es.get("fired", [])}  # type: ignore[misc]
         self.warned = {tuple(k) for k in es.get("warned", [])}  # type: ignore[misc]
+        for name, data in state.accounts.items():
+            self.fired.update((rule, name, sym) for rule, sym in data.get("fired") or ())
+            self.warned.update((rule, name, sym) for rule, sym in data.get("warned") or ())
+        self._edge_keys = {}
+        for key in self.fired | self.warned:
+            self._edge_keys.setdefault(key[1], set()).add(key)
         self.trading_day = es.get("trading_day")
+        for acct in self.accounts.values():
+            acct.stale = True  # judged afresh at the next quote: the gate knows nothing restored
         self._dirty_accounts.clear()
         self._dirty_positions.clear()
+        if "fired" in es or "warned" in es:  # an older database: move the keys to the rows
+            self._state_dirty = True
+            self._dirty_accounts.update(n for n in self._edge_keys if n in self.accounts)
 
     # -- clock and timers ----------------------------------------------------------------------
 
@@ -211,7 +230,7 @@ class Engine:
         self.clock = now
         day = self.calendar.trading_day(now).isoformat()
         if self.trading_day is not None and self.trading_day != day:
-            self.warned.clear()
+            self._clear_warnings()
             self._state_dirty = True
         self.trading_day = day
         for acct in self.accounts.values():
@@ -251,7 +270,7 @@ class Engine:
     def _daily_reset(self, _: Any = None) -> None:
         day = self.calendar.trading_day(self.clock).isoformat()
         self.trading_day = day
-        self.warned.clear()
+        self._clear_warnings()
         self._state_dirty = True
         for acct in self.accounts.values():
             self._new_day(acct, day)
@@ -274,10 +293,23 @@ class Engine:
 
     # -- ingest --------------------------------------------------------------------------------
 
-    def process(self, ev: dict[str, Any]) -> None:
+    # Rejected lines that come before the first event of a replay wait here for the clock to
+    # start (a record carries event time, and there is none yet); `cursor` stops short of them
+    # meanwhile, so that a commit in between cannot skip them on resume. None: nothing held.
+    _held: list[dict[str, Any]] | None = None
+
+    def process(self, ev: dict[str, Any], line: int | None = None) -> None:
+        """Take one event (`line`: its input line in a replay, for a rejection)."""
         now = self.wall() if self.live else ev["ts"]
+        if now - self.clock > self.config.max_clock_jump and not self.live:
+            ref = self._jump_reference(now)
+            if ref is not None:
+                self._jumped(ev, line, ref)
+                return
         timers = self._timers
         if (timers and timers[0][0] <= now) or not self.started:
+            if self._held and not self.started:
+                self._release_held(now)  # the lines before the first event, in line order
             self.advance(now)
         elif now > self.clock:  # no timer on the way (the common case): no call into advance
             if self.watch_clock is not None:
@@ -286,10 +318,88 @@ class Engine:
         self.n_events += 1
         self._handlers[ev["type"]](ev)
 
-    def reject(self, line: int | None, error: str) -> None:
+    def reject(self, line: int | None, error: str | BelowZero) -> None:
+        """Write a `rejected` record for an input line (parse_line's sentence), or judge a
+        quote below zero by its instrument (events.BelowZero): processed when it allows it."""
+        if error.__class__ is not str:
+            quote, error = error  # type: ignore[misc]
+            inst = self.config.instrument(quote["symbol"])
+            if inst is not None and inst.negative_prices:
+                self.process(quote, line)
+                return
         self.n_rejected += 1
-        ts = self.clock if self.started else self.wall()
-        self._emit({"kind": "rejected", "ts": iso(ts), "line": line, "error": error})
+        rec = {"kind": "rejected", "ts": "", "line": line, "error": error}
+        if self.started or self.live:
+            rec["ts"] = iso(self.clock if self.started else self.wall())
+            self._emit(rec)
+        elif self._held is None:
+            self._held = [rec]
+        else:
+            self._held.append(rec)
+
+    def end_of_input(self, clock: float | None = None) -> None:
+        """The source ended (or stops) before any event started the clock: the rejected lines
+        held for it are written at `clock` (the database's clock), else at wall time."""
+        if self._held:
+            self._release_held(self.wall() if clock is None else clock)
+
+    def _release_held(self, ts: float) -> None:
+        stamp = iso(ts)
+        for rec in self._held or ():
+            rec["ts"] = stamp
+            self._emit(rec)
+        self._held = None
+
+    @property
+    def cursor(self) -> int:
+        """The replay's last processed line (the host sets it), short of any held line."""
+        return self._cursor
+
+    @cursor.setter
+    def cursor(self, line: int) -> None:
+        held = self._held
+        if held and held[0]["line"] is not None:
+            line = min(line, held[0]["line"] - 1)
+        self._cursor = line
+
+    # The clock a previous replay left in the database (event time), or None; the host sets it.
+    restored_clock: float | None = None
+
+    def _jump_reference(self, ts: float) -> float | None:
+        """The clock a replay event stamped `ts` is too far ahead of (more than max_clock_jump),
+        or None when it is plausible. Implausible: one line must not move every timer for ever.
+        Until an event starts the clock it is 0.0, so a replay's first events are judged against
+        the best clock there is instead, or a first line stamped in 9998 would start it."""
+        ref = self.clock if self.started else self.first_reference()
+        return ref if ts - ref > self.config.max_clock_jump else None
+
+    def beyond_jump(self, ts: float) -> bool:
+        """Would a replay reject an event stamped `ts` as too far ahead? (Pacing skips it.)"""
+        return (not self.live and ts - self.clock > self.config.max_clock_jump
+                and self._jump_reference(ts) is not None)
+
+    def first_reference(self) -> float:
+        """What a replay's first event is judged against before the clock starts: the clock the
+        database was left at by a replay, or wall time if that is later (a replay of real
+        recordings is never more than max_clock_jump ahead of now; a database written in a
+        later event time is continued from there)."""
+        wall = self.wall()
+        restored = self.restored_clock
+        return wall if restored is None or restored < wall else restored
+
+    def _jumped(self, ev: dict[str, Any], line: int | None, ref: float) -> None:
+        jump = self.config.max_clock_jump
+        where = f"line {line}" if line is not None else "the event"
+        if self.started:
+            what = "the engine clock"
+        elif ref == self.restored_clock:
+            what = "the clock this database was left at"
+        else:
+            what = "the current time"
+        self.reject(line, (
+            f"{where}: a {ev['type']} stamped {iso(ev['ts'])} is "
+            f"{(ev['ts'] - ref) / 86400:,.1f} days ahead of {what} "
+            f"({iso(ref)}), more than max_clock_jump ({format_duration(jump)})"))
 
     def _account(self, name: str) -> AccountState:
         acct = self.accounts.get(name)
@@ -389,6 +499,14 @@ class Engine:
 
     def _on_fill(self, ev: dict[str, Any]) -> None:
         acct = self._account(ev["account"])
+        trade_id = ev.get("trade_id")
+        if trade_id is not None:
+            if acct.seen_trade(trade_id):
+                # delivered twice (a re-sync after a reconnect, a restart): it was applied once
+                # and changes nothing now, not the book, the P&L, the rules nor the records
+                self.n_duplicate_fills += 1
+                return
+            acct.add_trade(trade_id)  # saved with the account's row (dirty below)
         symbol = ev["symbol"]
         pos = self._position(acct, symbol)
         before = pos.qty
@@ -398,6 +516,7 @@ class Engine:
             pos.mark = quoted
         elif pos.mark is None or before == 0:
             pos.mark = float(ev["price"])
+        self.enforcer.filled(acct.name, symbol, ev["side"], ev["qty"])
         realized = ev.get("realized_pnl", computed)
         acct.realized += realized - ev.get("fee", 0.0)
         order = acct.orders.get(ev["order_id"])
@@ -431,7 +550,7 @@ class Engine:
             pos.mark = quoted
         pos.set_size(qty, ev.get("avg_price"), self.clock)
         self._track(pos)
-        self.enforcer.settle(acct.name, symbol=symbol)
+        self.enforcer.settle(acct.name, symbol=symbol, qty=qty)
         self._run_rules("position", ev, acct)
 
     def _on_quote(self, ev: dict[str, Any]) -> None:
@@ -565,20 +684,20 @@ class Engine:
         if breached:
             if key not in self.fired:
                 self.fired.add(key)
-                self._state_dirty = True
+                self._edge_changed(key)
                 self.violate(rule_id, acct, symbol, value, limit, message(value),
                              actions=params.action, lockout=params.lockout,
                              lockout_state=params.lockout_state, target_qty=target_qty)
             return True
         if key in self.fired:
             self.fired.discard(key)
-            self._state_dirty = True
+            self._edge_changed(key)
         warn_at = params.warn_at
         if warn_at is not None and key not in self.warned and value:
             threshold = warn_at * limit
             if (value <= threshold) if cmp == "le" else (value >= threshold):
                 self.warned.add(key)
-                self._state_dirty = True
+                self._edge_changed(key)
                 self.emit_warning(rule_id, acct.name, symbol,
                                   f"{message(value)} (warning at {warn_at:.0%} of the limit)",
                                   value, limit)
@@ -589,7 +708,38 @@ class Engine:
         key = (rule_id, account, symbol)
         if key in self.fired:
             self.fired.discard(key)
-            self._state_dirty = True
+            self._edge_changed(key)
+
+    def _edge_changed(self, key: tuple[str, str, str | None]) -> None:
+        """A key joined or left fired/warned: its account's row is saved with the next batch."""
+        self._edge_keys.setdefault(key[1], set()).add(key)
+        if key[1] in self.accounts:
+            self._dirty_accounts.add(key[1])
+
+    def _clear_warnings(self) -> None:
+        """A new trading day re-arms every warning."""
+        for key in self.warned:
+            if key[1] in self.accounts:
+                self._dirty_accounts.add(key[1])
+        self.warned.clear()
+
+    def _account_json(self, name: str) -> str:
+        """The account's row: its state and its keys in fired and warned."""
+        data = self.accounts[name].to_json()
+        keys = self._edge_keys.get(name)
+        if keys:
+            fired, warned = self.fired, self.warned
+            data["fired"] = sorted(([k[0], k[2]] for k in keys if k in fired),
+                                   key=lambda k: (k[0], k[1] or ""))
+            data["warned"] = sorted(([k[0], k[2]] for k in keys if k in warned),
+                                    key=lambda k: (k[0], k[1] or ""))
+            if len(data["fired"]) + len(data["warned"]) < len(keys):  # prune the cleared keys
+                keys = {k for k in keys if k in fired or k in warned}
+                if keys:
+                    self._edge_keys[name] = keys
+                else:
+                    del self._edge_keys[name]
+        return json.dumps(data)
 
     def violate(
         self,
@@ -714,9 +864,7 @@ class Engine:
                           lockouts_lifted=self._lock_lifted)
         self._records, self._lock_added, self._lock_lifted = [], [], []
         if self._dirty_accounts:
-            changes.accounts = [
-                (name, json.dumps(self.accounts[name].to_json())) for name in self._dirty_accounts
-            ]
+            changes.accounts = [(name, self._account_json(name)) for name in self._dirty_accounts]
             self._dirty_accounts = set()
         if self._dirty_positions:
             changes.positions = [
@@ -725,7 +873,6 @@ class Engine:
             self._dirty_positions = set()
         if self._state_dirty or self._marks_dirty:
             changes.engine_state = json.dumps({
-                "fired": sorted(self.fired, key=str), "warned": sorted(self.warned, key=str),
                 "trading_day": self.trading_day, "marks": self.marks,
                 "unknown_symbols": sorted(self._unknown_symbols),
             })
@@ -791,7 +938,7 @@ class Engine:
         }
 
     def _tick_size(self, symbol: str) -> float | None:
-        inst = self.config.instruments.get(symbol)
+        inst = self.config.instrument(symbol)
         return inst.tick_size if inst is not None else None
 
     def execute_action(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal, Required
+from typing import Annotated, Any, Literal, NamedTuple, Required
 
 from pydantic import (
     ConfigDict,
@@ -23,9 +23,11 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-__all__ = ["EVENT_TYPES", "MAX_LINE_BYTES", "MAX_QTY", "describe_type", "parse_line"]
+__all__ = ["BOM", "EVENT_TYPES", "MAX_LINE_BYTES", "MAX_QTY", "BelowZero", "describe_type",
+           "parse_line"]
 
 MAX_LINE_BYTES = 65536
+BOM = b"\xef\xbb\xbf"  # the UTF-8 byte order mark
 MAX_QTY = 1_000_000
 MAX_ID_CHARS = 64
 EVENT_TYPES: tuple[str, ...] = (
@@ -139,6 +141,10 @@ class Fill(TypedDict, total=False):
     price: Required[Money]
     fee: Money
     realized_pnl: Money
+    # the broker's id of the execution: a second fill with the same id for the account is a
+    # duplicate delivery (Engine._on_fill). A string like every identifier; a JSON integer is
+    # rejected (as for order_id): an adapter for a broker with integer ids sends str(id)
+    trade_id: Id
 
 
 @with_config(_CONFIG)
@@ -195,6 +201,7 @@ _validate_json = _ADAPTER.validator.validate_json
 # recent ts strings -> epoch seconds: a feed repeats the same instant on many lines
 _TS_CACHE: dict[str, float] = {}
 
+_ID_FIELDS = ("account", "symbol", "order_id", "trade_id")
 _ALLOWED = {
     "side": ("buy", "sell"),
     "order_type": ("market", "limit", "stop", "stop_limit"),
@@ -202,15 +209,21 @@ _ALLOWED = {
 }
 
 
-def parse_line(raw: bytes, line_no: int) -> dict[str, Any] | str | None:
-    """Parse one physical line (trailing newline allowed; not counted in the 64 KiB).
+def parse_line(raw: bytes, line_no: int) -> dict[str, Any] | str | BelowZero | None:
+    """Parse one physical line. Its terminator (LF, CRLF or a lone CR at the end) may be there
+    or not: it is not counted in the 64 KiB and does not move an error's column.
 
-    Returns the event as a plain dict (``ts`` as float epoch seconds, absent optional fields
-    absent), a sentence explaining why the line is rejected, or None for a blank line.
+    A UTF-8 byte order mark at the start of line 1 (an editor's, on the first line of the input)
+    is skipped. Returns the event as a plain dict (``ts`` as float epoch seconds, absent optional
+    fields absent), a sentence explaining why the line is rejected, a BelowZero for the engine to
+    judge (a quote below zero), or None for a blank line.
     """
+    if line_no == 1 and raw[:3] == BOM:
+        # the true length of a reader-truncated line (its `size`) loses the BOM too
+        raw = _Trimmed(raw[3:], getattr(raw, "size", 0) - 3)
     if len(raw) > MAX_LINE_BYTES:
-        # a reader that truncated a huge line may pass its true length as `raw.size`
-        size = getattr(raw, "size", None) or len(raw.rstrip(b"\r\n"))
+        # a reader that truncated a huge line passes its true length (terminator excluded)
+        size = getattr(raw, "size", None) or len(raw) - _terminator(raw)
         if size > MAX_LINE_BYTES:
             return f"line {line_no} is longer than 64 KiB ({size} bytes)"
     try:
@@ -229,7 +242,59 @@ def parse_line(raw: bytes, line_no: int) -> dict[str, Any] | str | None:
                 _TS_CACHE.clear()
             _TS_CACHE[ts] = epoch
         event["ts"] = epoch
+    if event["type"] == "quote":
+        return _judge_prices(event, line_no)
     return event
+
+
+class BelowZero(NamedTuple):
+    """A quote with a price below zero, which only its instrument can allow
+    (``negative_prices: true``): the parser has no rules file, so it hands the event on with
+    the sentence to reject it with, and the engine (Engine.reject, which gets every line that
+    is not a plain event, with its number) decides on the rules in force when it gets there.
+    """
+
+    event: dict[str, Any]
+    error: str
+
+
+_PRICES = ("bid", "ask", "last")
+
+
+def _judge_prices(event: dict[str, Any], line_no: int) -> dict[str, Any] | str | BelowZero:
+    """A quote's prices are plausible: never zero, below zero only if its instrument says so.
+    One tick at zero (a feed's placeholder) must not mark every position at a total loss."""
+    below: tuple[str, float] | None = None
+    for name in _PRICES:
+        price = event.get(name)
+        if price is not None and price <= 0:
+            if price == 0:
+                return (f"line {line_no}: field '{name}' of a quote for {event['symbol']} is 0, "
+                        "not a price (a zero tick must not mark positions at a loss)")
+            below = below or (name, price)
+    if below is None:
+        return event
+    return BelowZero(event, (
+        f"line {line_no}: field '{below[0]}' of a quote for {event['symbol']} is below zero "
+        f"({below[1]:g}) and its instrument does not say negative_prices: true"))
+
+
+class _Trimmed(bytes):
+    """A line 1 without its BOM; `size` is the true length of a truncated line, else 0."""
+
+    size: int
+
+    def __new__(cls, data: bytes, size: int) -> _Trimmed:
+        obj = super().__new__(cls, data)
+        obj.size = max(size, 0)
+        return obj
+
+
+def _terminator(raw: bytes) -> int:
+    """Bytes of the line terminator at the end of `raw`: 2 (CRLF), 1 (LF or CR) or 0."""
+    if raw.endswith(b"\r\n"):
+        return 2
+    return 1 if raw.endswith((b"\n", b"\r")) else 0
 
 
 def describe_type(value: object) -> str:
@@ -302,6 +367,9 @@ def _explain(raw: bytes, line_no: int, exc: ValidationError) -> str | None:
         return f"line {line_no} is not valid UTF-8"
     errors = exc.errors(include_url=False)
     first = errors[0]
+    if raw[:3] == BOM:  # line 1 had it removed: this is a later line
+        return (f"line {line_no} starts with a UTF-8 byte order mark (allowed only at the "
+                "start of the input)")
     if first["type"] == "json_invalid":
         return f"line {line_no} is not valid JSON: {_json_problem(raw, first)}"
     if not first["loc"] and first["type"] in ("model_attributes_type", "dict_type", "model_type"):
@@ -324,8 +392,12 @@ def _json_problem(raw: bytes, err: Any) -> str:
     if match is None:
         return detail.replace("`", "'")
     what = detail[: match.start()]
-    byte_col = int(match.group(1))
-    before = raw[: max(byte_col - 1, 0)].decode("utf-8", errors="replace")
+    content = raw[: len(raw) - _terminator(raw)]
+    if what.startswith("EOF while parsing "):
+        # the end of the line, wherever the terminator put the parser's own position
+        before = content.decode("utf-8", errors="replace")
+    else:
+        before = content[: max(int(match.group(1)) - 1, 0)].decode("utf-8", errors="replace")
     column = len(before) + 1
     if what == "expected `:`":
         key = _LAST_STRING.search(before)
@@ -373,6 +445,9 @@ def _field_problem(err: Any) -> str:
         n = len(value) if isinstance(value, str) else 0
         return f"field '{field}' of {kind} is longer than {MAX_ID_CHARS} characters ({n})"
     if etype == "string_type":
+        if field in _ID_FIELDS and value.__class__ is int:
+            return (f"field '{field}' of {kind} must be a string, got {_show(value)} "
+                    f"(identifiers are strings: write \"{value}\")")
         return f"field '{field}' of {kind} must be a string, got {_show(value)}"
     if etype == "finite_number":
         return f"field '{field}' of {kind} must be a finite number, got {_show(value)}"

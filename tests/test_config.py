@@ -73,8 +73,8 @@ def test_check_rules_ok() -> None:
     assert err.getvalue() == ""
 
 
-def test_empty_file_gives_defaults() -> None:
-    config = load_rules_text("")
+def test_an_empty_mapping_gives_defaults() -> None:
+    config = load_rules_text("{}")
     assert config.timezone == "America/Chicago"
     assert config.daily_reset == time(17, 0)
     assert config.session.start == time(8, 30) and config.session.end == time(15, 0)

@@ -368,7 +368,7 @@ def test_order_type_and_status_outside_allowed_set() -> None:
     assert msg == "line 6: field 'status' must be 'connected' or 'disconnected', got 'up'"
 
 
-@pytest.mark.parametrize("field", ["account", "symbol", "order_id"])
+@pytest.mark.parametrize("field", ["account", "symbol", "order_id", "trade_id"])
 def test_identifier_empty_or_too_long(field: str) -> None:
     msg = rejected(line("fill", **{field: ""}), 13)
     assert msg == f"line 13: field '{field}' of a fill must not be empty"
@@ -384,7 +384,10 @@ def test_identifier_limits_on_other_types() -> None:
 
 def test_identifier_must_be_a_string() -> None:
     msg = rejected(line("order_cancelled", order_id=5), 2)
-    assert msg == "line 2: field 'order_id' of an order_cancelled event must be a string, got 5"
+    assert msg == ("line 2: field 'order_id' of an order_cancelled event must be a string, "
+                   'got 5 (identifiers are strings: write "5")')
+    assert rejected(line("order_cancelled", order_id=True), 2) == (
+        "line 2: field 'order_id' of an order_cancelled event must be a string, got true")
 
 
 def test_several_problems_are_joined() -> None:

@@ -30,7 +30,14 @@ from riskterm.broker import DryRunBroker
 from riskterm.cli import main as cli_main
 from riskterm.config import RulesConfig, RulesError, load_rules_text
 from riskterm.engine import Engine
-from riskterm.events import MAX_ID_CHARS, MAX_LINE_BYTES, MAX_QTY, parse_line
+from riskterm.events import (
+    BOM,
+    MAX_ID_CHARS,
+    MAX_LINE_BYTES,
+    MAX_QTY,
+    BelowZero,
+    parse_line,
+)
 from riskterm.host import EngineHost, RunOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,6 +180,11 @@ junk_lines = st.one_of(
     st.just(b"\xff\xfe\x00\x01\x80garbage\xc3\x28"),
     st.just(b""),
     st.just(b"  \t "),
+    st.sampled_from([  # implausible quotes (CONTRACT section 1): rejected, never a mark
+        b'{"type": "quote", "ts": 1770130800, "symbol": "MNQ", "bid": 0, "ask": 0}',
+        b'{"type": "quote", "ts": "2026-02-03T15:00:00Z", "symbol": "CL", "last": -37.63}',
+        b'{"type": "quote", "ts": 1770130800, "symbol": "ES", "bid": -0.0, "ask": 5000.0}',
+    ]),
 ).filter(lambda raw: not isinstance(parse_line(raw, 1), dict))
 
 
@@ -183,11 +195,13 @@ junk_lines = st.one_of(
 @given(raw=st.binary(max_size=2000) | junk_lines, n=st.integers(1, 10**9))
 def test_parse_line_never_raises_and_every_rejection_names_its_line(raw: bytes, n: int) -> None:
     result = parse_line(raw, n)
-    if result is None:
-        assert not raw.strip()  # only blank lines are skipped silently
+    if result is None:  # only blank lines are skipped silently (after line 1's BOM)
+        assert not (raw[3:] if n == 1 and raw.startswith(BOM) else raw).strip()
     elif isinstance(result, str):
         assert starts_with_line(result, n), result
         assert len(result) < 1000  # a sentence, not a dump of the input
+    elif isinstance(result, BelowZero):  # the engine judges it by its instrument
+        assert result.event["type"] == "quote" and starts_with_line(result.error, n)
     else:
         assert isinstance(result, dict) and isinstance(result["ts"], float)
 
@@ -339,6 +353,7 @@ ts_values = st.one_of(
 ids = st.sampled_from(["A1", "B2", "x'); DROP TABLE records;--", "Ω≈ç√", "a" * MAX_ID_CHARS])
 syms = st.sampled_from(["MNQ", "ES", "MNQH6", "ZZ", "BTC"])
 money = st.floats(allow_nan=False, allow_infinity=False)
+prices = st.floats(min_value=0.0, exclude_min=True, allow_infinity=False)
 
 
 @st.composite
@@ -356,7 +371,8 @@ def accepted_events(draw: st.DrawFn) -> dict[str, Any]:
         }[field])
     for field in MONEY.get(kind, ()):
         if field not in ev and draw(st.booleans()):
-            ev[field] = draw(money)
+            # a quote's prices are above zero (zero or below is rejected: CONTRACT section 1)
+            ev[field] = draw(prices if kind == "quote" else money)
     return ev
 
 

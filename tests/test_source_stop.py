@@ -267,8 +267,9 @@ def test_stdin_shutdown_leaves_stderr_clean(tmp_path: Path, how: str) -> None:
         try:
             if how.startswith("sig"):
                 # a bad first line: its `rejected` record shows the engine is reading stdin
-                # (so the signal handlers are in place) before the flood and the signal
-                proc.stdin.write(b"not json\n")
+                # (so the signal handlers are in place) before the flood and the signal; it
+                # is written once the first event starts the clock (it carries event time)
+                proc.stdin.write(b"not json\n" + LINE)
                 proc.stdin.flush()
                 first = _read_line(proc.stdout.fileno(), 60)
                 assert b'"rejected"' in first, first

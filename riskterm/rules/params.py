@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -44,6 +43,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from riskterm import symbols as contract
 
 if TYPE_CHECKING:
     from riskterm.calendar import TradingCalendar
@@ -65,17 +66,31 @@ _DURATION_RE = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
 _PART_RE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 DURATION_HINT = "a duration like 90s, 15m, 2h or 1d"
 
+# Load-time bounds: every duration and number of rules.yaml is refused, with its position, when
+# it is outside what a real account could mean, so that no arithmetic on it can overflow (a
+# lockout end past the year 9999, an infinite point value) once the engine runs.
+MAX_DURATION_DAYS = 3660  # ten years and a little: longer is `permanent`, or a typo
+MAX_DURATION = MAX_DURATION_DAYS * 86400.0
+MAX_MONEY = 1e12  # any money amount, limit or target, in account currency
+MAX_COUNT = 1_000_000_000  # contract limits, order and trade counts
+MAX_SHARE = 1000.0  # max_pct: a position worth 1000 times the equity
+DURATION_BOUND = f"at most {MAX_DURATION_DAYS}d (ten years)"
+MONEY_BOUND = f"{MAX_MONEY:,.0f}"
+
 
 def parse_duration(value: object) -> float:
     """Seconds of a duration such as ``90s``, ``15m``, ``2h``, ``1d`` or ``1h30m``.
 
-    A bare number is refused (seconds or minutes?); the result is > 0.
+    A bare number is refused (seconds or minutes?); the result is > 0 and at most
+    MAX_DURATION.
     """
     if not isinstance(value, str) or not _DURATION_RE.fullmatch(value.strip().lower()):
         raise ValueError(f"must be {DURATION_HINT}")
     seconds = sum(float(n) * _UNITS[u] for n, u in _PART_RE.findall(value.strip().lower()))
     if seconds <= 0:
         raise ValueError("must be a duration longer than zero")
+    if not seconds <= MAX_DURATION:  # also inf, from a number too long for a float
+        raise ValueError(f"must be a duration of {DURATION_BOUND}")
     return seconds
 
 
@@ -110,10 +125,12 @@ class Lockout:
             word = value.strip().lower()
             if word in _LOCKOUT_WORDS:
                 return cls(word)  # type: ignore[arg-type]
-            try:
-                return cls("duration", parse_duration(word))
-            except ValueError:
-                pass
+            if _DURATION_RE.fullmatch(word):  # a duration: its own problem (zero, too long)
+                try:
+                    return cls("duration", parse_duration(word))
+                except ValueError as exc:
+                    raise ValueError(f"{exc} (a lockout that only `riskterm unlock` lifts "
+                                     "is `permanent`)") from None
         raise ValueError(f"must be {LOCKOUT_HINT}")
 
     def __str__(self) -> str:
@@ -157,10 +174,17 @@ def _check(pred: Any, message: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-Loss = Annotated[StrictFloat, _check(lambda v: v < 0, "must be negative (a loss)")]
-Money = Annotated[StrictFloat, _check(lambda v: v > 0, "must be greater than 0")]
-NonNegative = Annotated[StrictFloat, _check(lambda v: v >= 0, "must be 0 or more")]
-Count = Annotated[StrictInt, _check(lambda v: v >= 0, "must be 0 or more")]
+Loss = Annotated[StrictFloat, _check(lambda v: v < 0, "must be negative (a loss)"),
+                 _check(lambda v: v >= -MAX_MONEY, f"must be no lower than -{MONEY_BOUND}")]
+Money = Annotated[StrictFloat, _check(lambda v: v > 0, "must be greater than 0"),
+                  _check(lambda v: v <= MAX_MONEY, f"must be at most {MONEY_BOUND}")]
+_SECONDS_BOUND = _check(lambda v: v <= MAX_DURATION,
+                       f"must be at most {MAX_DURATION:.0f} seconds ({MAX_DURATION_DAYS} days)")
+Seconds = Annotated[StrictFloat, _check(lambda v: v > 0, "must be greater than 0"), _SECONDS_BOUND]
+NonNegativeSeconds = Annotated[StrictFloat, _check(lambda v: v >= 0, "must be 0 or more"),
+                               _SECONDS_BOUND]
+Count = Annotated[StrictInt, _check(lambda v: v >= 0, "must be 0 or more"),
+                  _check(lambda v: v <= MAX_COUNT, f"must be at most {MAX_COUNT:,}")]
 Pct = Annotated[
     StrictFloat,
     _check(lambda v: 0 < v <= 1, "must be a fraction above 0 and at most 1 (0.02 is 2 %)"),
@@ -274,8 +298,9 @@ class MaxContractsPerInstrumentParams(RuleParams):
 
     def limit_for(self, symbol: str) -> int | None:
         """The contract limit of ``symbol``: None = no limit; 0 when unknown symbols are blocked."""
-        if symbol in self.limits:
-            return self.limits[symbol]
+        limit = contract.lookup(self.limits, symbol)  # the symbol, else its root
+        if limit is not None:
+            return limit
         if self.default_limit is not None:
             return self.default_limit
         return 0 if self.unknown_symbol == "block" else None
@@ -306,7 +331,7 @@ class OrderRateLimitParams(RuleParams):
     WARN_AT = True
     REQUIRED = ("max_orders",)
     max_orders: Count
-    per_seconds: Money = 1.0
+    per_seconds: Seconds = 1.0
 
 
 class DailyRealizedLossParams(RuleParams):
@@ -401,7 +426,8 @@ class MaxPositionValuePctParams(RuleParams):
     WARN_AT = True
     REQUIRED = ("max_pct",)
     max_pct: Annotated[
-        StrictFloat, _check(lambda v: v > 0, "must be a fraction greater than 0 (0.3 is 30 %)")
+        StrictFloat, _check(lambda v: v > 0, "must be a fraction greater than 0 (0.3 is 30 %)"),
+        _check(lambda v: v <= MAX_SHARE, f"must be at most {MAX_SHARE:g} (100,000 %)"),
     ]
 
 
@@ -473,14 +499,15 @@ class ConsecutiveLossesParams(RuleParams):
     DEFAULT_LOCKOUT = "1h"
     WARN_AT = True
     REQUIRED = ("max_losses",)
-    max_losses: Annotated[StrictInt, _check(lambda v: v >= 1, "must be at least 1")]
+    max_losses: Annotated[StrictInt, _check(lambda v: v >= 1, "must be at least 1"),
+                          _check(lambda v: v <= MAX_COUNT, f"must be at most {MAX_COUNT:,}")]
 
 
 class NoStopLossGraceParams(RuleParams):
     RULE_ID = "no_stop_loss_grace"
     DEFAULT_ACTION = ("close_position",)
     DEFAULT_LOCKOUT = "none"
-    grace_seconds: NonNegative = 30.0
+    grace_seconds: NonNegativeSeconds = 30.0
 
 
 class SessionBlockOutsideParams(RuleParams):
@@ -502,8 +529,8 @@ class SymbolBlocksParams(RuleParams):
     ]
 
     def blocks(self, symbol: str) -> bool:
-        s = symbol.lower()
-        return any(fnmatchcase(s, p.lower()) for p in self.symbols)
+        """Does a pattern match the symbol or its root?"""
+        return contract.match(self.symbols, symbol) is not None
 
     def actions_for(self, is_order: bool) -> tuple[str, ...]:
         """The default is cancel_order for an order and close_position for a fill."""

@@ -3,7 +3,8 @@
 Parsing and validating a line costs about a third of what the engine spends on it, and pydantic
 holds the GIL while it validates, so a thread would not help. For a file replayed at full speed,
 a forked child reads and parses the lines and sends each chunk over a pipe as one pickle of
-(line number, event dict / rejection sentence / None) pairs; unpickling is a fifth of parsing.
+(line number, event dict / rejection sentence / events.BelowZero / None) pairs; unpickling is
+a fifth of parsing.
 The child runs the same `parse_line` as the engine process would, so the engine sees the same
 events and the same rejection sentences either way.
 

@@ -23,17 +23,22 @@ BLOCK_BYTES = 1 << 18  # file input is read and split this much at a time
 def file_chunks(stream: BinaryIO, block: int = BLOCK_BYTES) -> Iterator[list[bytes]]:
     """The lines of a file, a block at a time (one split per block, not a call per line).
 
-    A line longer than the limit is never held whole: past MAX_LINE_BYTES + 1 bytes only its
-    head is kept, and it comes out as an _Oversized carrying its true length.
+    The one line splitter of every reader (a file, stdin, the parse-ahead child), so that the
+    same bytes are the same lines however they arrive: a line comes out without its newline
+    (a CR before it stays, for the parser to drop). A line longer than the limit is never held
+    whole: past MAX_LINE_BYTES + 1 bytes only its head is kept, and it comes out as an
+    _Oversized carrying its true length, its terminator (the newline, a CR before it) excluded.
+    `stream.read` may return less than `block` (a pipe): lines come out as soon as they end.
     """
     limit = MAX_LINE_BYTES + 1
     pending = b""
     dropped = -1  # >= 0 while skipping the rest of an oversized line (bytes skipped so far)
+    cr = False  # the last byte skipped of that line was a CR
     while True:
         data = stream.read(block)
         if not data:
             if dropped >= 0:
-                yield [_Oversized(pending, len(pending) + dropped)]
+                yield [_Oversized(pending, len(pending) + dropped - cr)]
             elif pending:
                 yield [pending]
             return
@@ -41,8 +46,11 @@ def file_chunks(stream: BinaryIO, block: int = BLOCK_BYTES) -> Iterator[list[byt
             cut = data.find(b"\n")
             if cut < 0:
                 dropped += len(data)
+                cr = data.endswith(b"\r")
                 continue
-            lines: list[bytes] = [_Oversized(pending, len(pending) + dropped + cut)]
+            if cut:
+                cr = data[cut - 1] == 0x0D
+            lines: list[bytes] = [_Oversized(pending, len(pending) + dropped + cut - cr)]
             pending, dropped, data = b"", -1, data[cut + 1:]
         else:
             lines = []
@@ -50,10 +58,11 @@ def file_chunks(stream: BinaryIO, block: int = BLOCK_BYTES) -> Iterator[list[byt
         pending = parts.pop()  # the unfinished last line (b"" after a newline)
         for raw in parts:
             if len(raw) > limit:
-                raw = _Oversized(raw[:limit], len(raw))
+                raw = _Oversized(raw[:limit], len(raw) - raw.endswith(b"\r"))
             lines.append(raw)
         if len(pending) > limit:
             dropped = len(pending) - limit
+            cr = pending.endswith(b"\r")
             pending = pending[:limit]
         if lines:
             yield lines
@@ -70,31 +79,22 @@ class _Oversized(bytes):
         return obj
 
 
+class _Fd:
+    """A raw file descriptor as a stream for file_chunks. os.read holds no Python buffer lock,
+    so a thread blocked here cannot stall interpreter shutdown the way sys.stdin.buffer would,
+    and it returns what has arrived, so a line is handed on as soon as it ends."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def read(self, size: int) -> bytes:
+        return os.read(self.fd, size)
+
+
 def _split_fd(fd: int) -> Iterator[bytes]:
-    """Lines from a raw file descriptor. os.read holds no Python buffer lock, so a thread
-    blocked here cannot stall interpreter shutdown the way sys.stdin.buffer would."""
-    pending = b""
-    dropped = 0  # bytes of an oversized line beyond what we keep
-    while True:
-        data = os.read(fd, 1 << 16)
-        if not data:
-            if pending or dropped:
-                yield _Oversized(pending, len(pending) + dropped) if dropped else pending
-            return
-        pending += data
-        while True:
-            cut = pending.find(b"\n")
-            if cut < 0:
-                if len(pending) > MAX_LINE_BYTES + 1:
-                    dropped += len(pending) - (MAX_LINE_BYTES + 1)
-                    pending = pending[: MAX_LINE_BYTES + 1]
-                break
-            line, pending = pending[: cut + 1], pending[cut + 1 :]
-            if dropped:
-                yield _Oversized(line, len(line) - 1 + dropped)
-                dropped = 0
-            else:
-                yield line
+    """Lines from a raw file descriptor (stdin), split exactly as a file's are."""
+    for lines in file_chunks(_Fd(fd), 1 << 16):  # type: ignore[arg-type]
+        yield from lines
 
 
 STDIN_BACKLOG = 1000  # lines read from stdin ahead of the engine, at most
