@@ -96,6 +96,19 @@ def _too_deep(path: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Output into a closed pipe (`riskterm jobs list | head -1`) ends quietly
+    (CONTRACT §3): stdout is flushed here, where its BrokenPipeError can be caught, not at
+    interpreter exit, and then pointed at /dev/null so that exit's own flush finds nothing."""
+    code = 0
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     try:
         if args.command == "check-rules":
@@ -123,10 +136,19 @@ def _db_for_admin(args: argparse.Namespace) -> Path:
     return Path(args.db) if args.db else _data_dir() / "riskterm.db"
 
 
+def _no_database(db: Path) -> int:
+    """`unlock` and `jobs` work on an existing database and never create one (CONTRACT §3)."""
+    what = "" if not db.exists() else f" ({db} is not a file)"
+    _err(f"no database at {db}{what}: give the --db the engine runs on")
+    return EXIT_USAGE
+
+
 def _jobs(args: argparse.Namespace) -> int:
     from riskterm.jobs.cli import run_jobs_command
 
     db = _db_for_admin(args)
+    if not db.is_file():
+        return _no_database(db)
     config = None
     try:
         from riskterm.config import RulesError, load_rules, resolve_rules_path
@@ -144,44 +166,70 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 async def _unlock(args: argparse.Namespace) -> int:
-    import json
+    import sqlite3
 
-    from riskterm.db import DatabaseError, open_db
-    from riskterm.recorder import INSERT_RECORD
+    from riskterm.db import DatabaseError, MissingDatabase, open_db, patiently
+    from riskterm.recorder import INSERT_RECORD, dumps, load_clock
     from riskterm.timefmt import iso
 
+    db = _db_for_admin(args)
     try:
-        conn = await open_db(_db_for_admin(args))
+        conn = await open_db(db, create=False)
+    except MissingDatabase:
+        return _no_database(db)
     except DatabaseError as exc:
         _err(str(exc))
         return 1
-    try:
-        sql = "SELECT id, rule FROM lockouts WHERE active = 1 AND account = ?"
-        params: tuple[Any, ...] = (args.account,)
-        if args.rule:
-            sql += " AND rule = ?"
-            params += (args.rule,)
-        async with conn.execute(sql, params) as cur:
-            rows = await cur.fetchall()
-        if not rows:
-            what = f" by {args.rule}" if args.rule else ""
-            print(f"{args.account} has no active lockout{what}", file=sys.stderr)
-            return 0
-        now = time.time()
+    sql = "SELECT id, rule FROM lockouts WHERE active = 1 AND account = ?"
+    params: tuple[Any, ...] = (args.account,)
+    if args.rule:
+        sql += " AND rule = ?"
+        params += (args.rule,)
+
+    async def lift() -> list[tuple[dict[str, Any], str]]:
+        """One transaction: lift the lockouts and write their records (run again from the start
+        while another process holds the write lock)."""
         await conn.execute("BEGIN IMMEDIATE")
-        for lid, rule in rows:
-            await conn.execute(
-                "UPDATE lockouts SET active = 0, lifted_ts = ?, lift_reason = 'manual' "
-                "WHERE id = ?", (now, lid))
-            rec = {"kind": "unlock", "ts": iso(now), "account": args.account, "rule": rule,
-                   "reason": "manual"}
-            await conn.execute(INSERT_RECORD, ("unlock", rec["ts"], args.account, rule,
-                                               json.dumps(rec)))
-            print(json.dumps(rec))
-        await conn.execute("COMMIT")
-        return 0
+        try:
+            async with conn.execute(sql, params) as cur:
+                rows = await cur.fetchall()
+            # the database's own clock: event time when a replay wrote it (a wall-clock stamp
+            # would sort this unlock years after the replay's records)
+            clock = await load_clock(conn)
+            now = clock[1] if clock is not None and clock[0] == "event" else time.time()
+            out = []
+            for lid, rule in rows:
+                await conn.execute(
+                    "UPDATE lockouts SET active = 0, lifted_ts = ?, lift_reason = 'manual' "
+                    "WHERE id = ?", (now, lid))
+                rec = {"kind": "unlock", "ts": iso(now), "account": args.account, "rule": rule,
+                       "reason": "manual"}
+                body = dumps(rec)
+                await conn.execute(INSERT_RECORD, ("unlock", rec["ts"], args.account, rule, body))
+                out.append((rec, body))
+            await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            raise
+        return out
+
+    try:
+        async with conn.execute(sql, params) as cur:
+            any_active = await cur.fetchone() is not None
+        lifted = await patiently(lift) if any_active else []
+    except sqlite3.Error as exc:
+        _err(f"cannot use database {db}: {exc}")
+        return 1
     finally:
         await conn.close()
+    if not lifted:
+        what = f" by {args.rule}" if args.rule else ""
+        print(f"{args.account} has no active lockout{what}", file=sys.stderr)
+        return 0
+    for _, body in lifted:  # reported once committed, as every record is
+        print(body)
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -220,9 +268,27 @@ def _run(args: argparse.Namespace) -> int:
                       speed=args.speed, max_events=args.max_events)
     if args.no_ui:
         return asyncio.run(run_headless(opts, config, announce_db=not args.db))
+    if (busy := _engine_running_on(db)) is not None:  # say so here, not inside the dashboard
+        _err(busy)
+        return EXIT_USAGE
     from riskterm.tui.app import run_dashboard
 
     return run_dashboard(opts, config)
+
+
+def _engine_running_on(db: Path) -> str | None:
+    """Why no engine can start on db now (another one holds it), else None."""
+    from riskterm.db import DatabaseError, DatabaseInUse, EngineLock
+
+    if not db.is_file():
+        return None
+    try:
+        EngineLock.acquire(db).release()
+    except DatabaseInUse as exc:
+        return str(exc)
+    except DatabaseError:  # the engine's own start says what is wrong with the file
+        return None
+    return None
 
 
 def _stdout_sink(batch: list[tuple[dict[str, Any], str]]) -> None:
@@ -240,7 +306,7 @@ def _stdout_sink(batch: list[tuple[dict[str, Any], str]]) -> None:
 
 
 async def run_headless(opts: Any, config: Any, *, announce_db: bool = False) -> int:
-    from riskterm.db import DatabaseError
+    from riskterm.db import DatabaseError, DatabaseInUse
     from riskterm.host import EngineHost, SourceError
     from riskterm.jobs.store import StorageError as JobStorageError
     from riskterm.recorder import StorageError
@@ -250,6 +316,9 @@ async def run_headless(opts: Any, config: Any, *, announce_db: bool = False) -> 
     host = EngineHost(opts, config, sinks=[_stdout_sink], default_speed=default_speed)
     try:
         await host.open()
+    except DatabaseInUse as exc:  # another engine runs on this database: a usage conflict
+        _err(str(exc))
+        return EXIT_USAGE
     except storage_errors as exc:  # unwritable, read-only or full: say why, exit 1
         text = str(exc)
         _err(text if str(opts.db_path) in text else f"database {opts.db_path}: {text}")
@@ -317,7 +386,9 @@ async def _abandon(host: Any) -> None:
     if others:
         await asyncio.wait(others, timeout=5)
     pool = getattr(host, "pool", None)
-    for conn in (getattr(pool, "conn", None), getattr(host, "conn", None)):
+    for conn in (getattr(pool, "read_conn", None), getattr(pool, "conn", None),
+                 getattr(host, "conn", None)):
         if conn is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=5)
+    host.release_lock()

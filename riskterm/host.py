@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -18,9 +20,9 @@ from typing import Any
 
 from riskterm.broker import Broker, DryRunBroker
 from riskterm.config import RulesConfig, RulesError, load_rules
-from riskterm.db import open_db
+from riskterm.db import EngineLock, open_db
 from riskterm.engine import Engine
-from riskterm.recorder import Recorder, Sink, load_cursor, load_state
+from riskterm.recorder import Recorder, Sink, load_clock, load_cursor, load_state
 from riskterm.sources import parse_ahead
 from riskterm.sources.replay import parsed, read_lines
 from riskterm.strictjson import strict_dumps
@@ -29,11 +31,28 @@ from riskterm.timefmt import iso
 FLUSH_INTERVAL = 0.02  # seconds between group commits while events flow
 MAX_PENDING = 5000  # records waiting for a commit before the flusher commits at once
 HARD_PENDING = 4 * MAX_PENDING  # ... and before ingest waits for the database (backpressure)
+SLICE_SECONDS = 0.01  # longest stretch of full-speed ingest between two turns of the loop
 GC_YOUNG = 20_000  # allocations between collections of the young generation (CPython: 700)
 
 
 class SourceError(Exception):
     """The input could not be read any further (the message says why)."""
+
+
+CURSOR_HEAD = 64 * 1024  # bytes of a replay file that name it for its resume point
+
+
+def replay_cursor_key(path: str) -> str:
+    """The engine_state key of a replay file's resume point: its size and a hash of its first
+    64 KiB, never its name, so a new recording saved under yesterday's file name starts at its
+    first line while the same file, replayed again after a kill -9, resumes."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(CURSOR_HEAD)
+    except OSError:  # unreadable: the replay itself says why
+        return f"cursor:{Path(path).resolve()}"
+    return f"cursor:{size}:{hashlib.sha256(head).hexdigest()[:32]}"
 
 
 def _read_error(source: str, exc: OSError) -> str:
@@ -83,13 +102,33 @@ class EngineHost:
         self._flush_now = asyncio.Event()
         self._gc_threshold: tuple[int, ...] | None = None
         self.failure: BaseException | None = None
+        self.engine_lock: EngineLock | None = None
+        self.db_clock: tuple[str, float] | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
 
     async def open(self) -> None:
         assert self.opts.db_path is not None
-        self.conn = await open_db(self.opts.db_path)
+        conn = await open_db(self.opts.db_path)
+        # one engine per database, for its whole life: a second one would number lockouts and
+        # judge accounts from a state the first one keeps changing (DatabaseInUse names it)
+        try:
+            self.engine_lock = EngineLock.acquire(self.opts.db_path)
+        except BaseException:
+            await conn.close()
+            raise
+        self.conn = conn
+        try:
+            await self._open()
+        except BaseException:
+            self.release_lock()
+            raise
+
+    async def _open(self) -> None:
         state = await load_state(self.conn)
+        # before its first event the engine has no clock of its own; the database's (the event
+        # time a replay left in it) is the one its stored jobs and lockouts were written in
+        self.db_clock = await load_clock(self.conn)
         broker: Broker
         if self.opts.is_live:
             from riskterm.sources.sim import Simulator
@@ -102,12 +141,14 @@ class EngineHost:
             broker = DryRunBroker()
         self.engine = Engine(self.config, broker, live=self.opts.is_live)
         self.engine.restore(state)
+        if self.db_clock is not None and self.db_clock[0] == "event":
+            self.engine.restored_clock = self.db_clock[1]  # judges a replay's first event
         self.resume_after = 0
         cursor_key = None
         if self.opts.replay_path is not None:
             # a replay interrupted (kill -9) and started again on the same database resumes
             # after the last line it committed, so nothing is enforced or recorded twice
-            cursor_key = f"cursor:{Path(self.opts.replay_path).resolve()}"
+            cursor_key = replay_cursor_key(self.opts.replay_path)
             self.resume_after = await load_cursor(self.conn, cursor_key)
             if self.resume_after:
                 self.say(f"resuming {self.opts.source} after line {self.resume_after}, "
@@ -140,11 +181,27 @@ class EngineHost:
                 sink([(rec, body)])
 
         assert self.opts.db_path is not None
+        # the pool shares this connection and the recorder's transactions (jobs.store.JobStore)
         self.pool = JobPool(self.opts.db_path, self.config.smart_risk, self.engine,
-                            on_record=on_record, clock=self.engine.now)
+                            on_record=on_record, clock=self.job_clock, conn=self.conn,
+                            attach=self.recorder.attach_jobs)
         await self.pool.start()
-        self.pool.store.before_commit = self.recorder.flush
         self.engine.enqueue_job = self.pool.enqueue_nowait
+
+    def job_clock(self) -> float:
+        """The engine clock, and before the first event the clock the database was written
+        in: a replay's jobs are stamped, and purged after retention_days, in event time."""
+        engine = self.engine
+        if not engine.started and self.db_clock is not None:
+            kind, ts = self.db_clock
+            if kind == "event" and engine.is_replay:
+                return ts
+        return engine.now()
+
+    def release_lock(self) -> None:
+        lock = getattr(self, "engine_lock", None)
+        if lock is not None:
+            lock.release()
 
     def request_stop(self, code: int | None = None) -> None:
         if self.stop_code is None:
@@ -161,6 +218,9 @@ class EngineHost:
             await self._run_sim()
         else:
             await self._run_replay(self.opts.replay_path)
+            # rejected lines still waiting for a first event: stamped in the database's clock
+            db_clock = getattr(self, "db_clock", None)
+            self.engine.end_of_input(self.job_clock() if db_clock is not None else None)
         await self.recorder.flush()
 
     async def finish(self, *, wait_for_jobs: bool) -> dict[str, Any]:
@@ -201,6 +261,7 @@ class EngineHost:
             task.cancel()
         with contextlib.suppress(Exception):
             await self.conn.close()
+        self.release_lock()
 
     def summary(self) -> dict[str, Any]:
         e = self.engine
@@ -250,39 +311,60 @@ class EngineHost:
                 if self.speed > 0 or self.paused:
                     if not await self._paced(chunk, skip):
                         return
-                elif not self._chunk(chunk, skip):
-                    return
-                await self._backpressure()
+                    await self._backpressure()
+                    continue
+                start = 0
+                while start < len(chunk):
+                    start = self._chunk(chunk, skip, start)
+                    if start < 0:  # --max-events reached
+                        return
+                    await self._backpressure()
+                    if self._stop.is_set():
+                        return
+                    if self.paused and start < len(chunk):
+                        if not await self._paced(chunk[start:], skip):
+                            return
+                        break
 
-    def _chunk(self, chunk: list[tuple[int, Any]], skip: int) -> bool:
-        """Process a chunk at full speed; False once --max-events is reached.
+    def _chunk(self, chunk: list[tuple[int, Any]], skip: int, start: int = 0) -> int:
+        """Process chunk[start:] at full speed for up to SLICE_SECONDS; returns the index to go
+        on from (len(chunk) when done), or -1 once --max-events is reached.
 
         Nothing else runs until this returns (no await inside), so stop and pause requests,
-        and commits, fall between chunks, and the cursor moves once per chunk. `chunk` holds
-        (line number, what parse_line made of the line).
+        commits and the job pool's database round trips fall between slices, and the cursor
+        moves once per slice. The slice is bounded in time, not in lines: where events are
+        slow (thousands of accounts, a rule with a scan) a whole chunk could hold the loop for
+        a second, and every await of the job pool (a claim takes several) would wait that long.
+        `chunk` holds (line number, what parse_line made of the line).
         """
         engine = self.engine
         process, reject = engine.process, engine.reject
         max_events = self.opts.max_events
         room = -1 if max_events is None else max_events - self.events_in
         taken = 0
-        for line_no, event in chunk:
+        deadline = time.perf_counter() + SLICE_SECONDS
+        end = len(chunk)
+        for i in range(start, end):
+            line_no, event = chunk[i]
             if line_no <= skip:
                 continue
             if event.__class__ is dict:
-                process(event)  # type: ignore[arg-type]
+                process(event, line_no)  # type: ignore[arg-type]
                 taken += 1
                 if taken == room:  # stop before taking a line it would not process
                     engine.cursor = line_no
                     self.events_in += taken
-                    return False
+                    return -1
             elif event is not None:
                 reject(line_no, event)  # type: ignore[arg-type]
-        last = chunk[-1][0]
+            if not taken & 127 and taken and time.perf_counter() > deadline:
+                end = i + 1
+                break
+        last = chunk[end - 1][0]
         if last > skip:
             engine.cursor = last
         self.events_in += taken
-        return True
+        return end
 
     async def _paced(self, chunk: list[tuple[int, Any]], skip: int) -> bool:
         """Process a chunk at --speed pace (or while paused); False to stop."""
@@ -294,7 +376,8 @@ class EngineHost:
             if line_no <= skip:
                 continue
             if isinstance(event, dict):
-                if self.speed > 0:
+                # a line the engine rejects as too far ahead neither waits nor anchors pacing
+                if self.speed > 0 and not engine.beyond_jump(event["ts"]):
                     if self._pace is None:
                         self._pace = (event["ts"], loop.time())
                     first_ts, t0 = self._pace
@@ -307,7 +390,7 @@ class EngineHost:
                     await self._sleep(0.1)
                 if self._stop.is_set():
                     return False
-                engine.process(event)
+                engine.process(event, line_no)
                 self.events_in += 1
             elif event is not None:
                 engine.reject(line_no, event)

@@ -155,7 +155,10 @@ class Graph:
 
     async def act(self) -> None:
         job, engine = self.job, self.engine
-        if not self.config.execute:
+        # the pool's config as it is now: a reload to `execute: false` or a narrower `allow`
+        # while this job planned holds for its actions too
+        live = self.ctx.config
+        if not live.execute:
             for entry in self.accepted:
                 entry["result"] = RECOMMENDED
                 self.ctx.event("recommend", f"{describe(entry)} (awaiting approval)")
@@ -165,7 +168,7 @@ class Graph:
         for entry in self.accepted:
             self.ctx.check_cancel()
             why = guardrails.check(entry["action"], entry["arguments"], fresh or self.snap,
-                                   self.config.allow, engine.known_accounts(), done)
+                                   live.allow, engine.known_accounts(), done)
             if why is not None:  # the account changed while the planner worked
                 entry["result"] = f"rejected: {why}"
                 self.ctx.event("rejected", f"{describe(entry)}: {why}")

@@ -177,8 +177,7 @@ async def approve(pool: JobPool, job_id: str) -> list[dict[str, Any]]:
 
 async def handle_requests(pool: JobPool) -> None:
     """Serve cancel/approve requests written by other processes (riskterm jobs ...)."""
-    assert pool.conn is not None
-    async with pool.conn.execute(
+    async with pool.read_conn.execute(
         "SELECT r.id, r.job_id, r.action, j.owner FROM job_requests r "
         "LEFT JOIN jobs j ON j.id = r.job_id WHERE r.done = 0 ORDER BY r.id"
     ) as cur:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from riskterm.db import open_db
+from riskterm.db import open_db, open_reader
 from riskterm.jobs import ops
 from riskterm.jobs.context import JobContext
 from riskterm.jobs.engine_view import EngineView
@@ -43,19 +43,21 @@ from riskterm.jobs.model import (
     MAX_ATTEMPTS,
     QUEUED,
     RUNNING,
+    SELECT_SQL,
     TIMEOUT,
     Job,
+    job_from_row,
 )
 from riskterm.jobs.store import (
     HOST,
+    INSERT_EVENT,
     JobStore,
+    Ops,
     Txn,
     live_owners,
-    load_jobs,
     new_block,
     purge_finished,
 )
-from riskterm.strictjson import strict_dumps
 from riskterm.timefmt import iso
 
 if TYPE_CHECKING:
@@ -68,6 +70,7 @@ CANCEL_GRACE = 2.0  # a running job that has not stopped at its next step is can
 BACKOFF_BASE = 0.5  # first retry after 0.5-0.75 s, then 1-1.5 s
 BACKOFF_MAX = 30.0
 CLEANUP_INTERVAL = 3600.0
+UNCLAIMED_SQL = "SELECT 1 FROM jobs WHERE status = 'queued' AND owner IS NULL LIMIT 1"
 
 
 class JobPool:
@@ -76,8 +79,15 @@ class JobPool:
                  owner: str | None = None, clock: Callable[[], float] | None = None,
                  poll_interval: float = POLL_INTERVAL, stale_after: float = STALE_AFTER,
                  backoff_base: float = BACKOFF_BASE, cancel_grace: float = CANCEL_GRACE,
-                 commit_window: float = 0.002, http_transport: Any = None) -> None:
+                 commit_window: float = 0.002, http_transport: Any = None,
+                 conn: aiosqlite.Connection | None = None,
+                 attach: Callable[[JobStore], None] | None = None) -> None:
+        """With `conn` and `attach` (an engine host), the pool shares the engine's connection
+        and `attach` hands its store to the engine's recorder, which commits the pool's changes
+        in its own transactions (see jobs.store.JobStore); without them it opens its own."""
         self.db_path = Path(db_path)
+        self._shared_conn = conn
+        self._attach = attach
         self.config = config
         self.engine = engine
         self.on_record = on_record
@@ -90,6 +100,7 @@ class JobPool:
         self.commit_window = commit_window
         self.http_transport = http_transport  # for the openai planner (tests inject one)
         self.conn: aiosqlite.Connection | None = None
+        self.read_conn: aiosqlite.Connection = None  # type: ignore[assignment]  # start()
         self.store: JobStore = None  # type: ignore[assignment]  # set by start()
         self.block = 0
         self._counter = 0
@@ -106,6 +117,8 @@ class JobPool:
         self._stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._workers: list[asyncio.Task[Any]] = []
+        self._want_workers = 0
+        self._busy: set[int] = set()  # indexes of the workers running a job
         self._approve_lock = asyncio.Lock()
         self._started = False
         self._stopping = False
@@ -121,9 +134,18 @@ class JobPool:
     # -- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.conn = await open_db(self.db_path)
+        self.conn = self._shared_conn or await open_db(self.db_path)
+        # the poller looks for work on a connection of its own: on the writer's connection
+        # each look would wait behind the group commit in progress (a tenth of a second
+        # during a fast replay), and the contract allows a second from enqueue to pickup
+        try:
+            self.read_conn = await open_reader(self.db_path)
+        except (OSError, sqlite3.Error):
+            self.read_conn = self.conn
         self.store = JobStore(self.conn, self.clock, self.on_record, window=self.commit_window,
                               on_duplicate=self._on_duplicate)
+        if self._attach is not None:
+            self._attach(self.store)
         wall = time.time()
 
         async def register(conn: aiosqlite.Connection, txn: Txn) -> int:
@@ -139,8 +161,7 @@ class JobPool:
         await self.cleanup()
         self._next_cleanup = time.time() + CLEANUP_INTERVAL
         await self._claim()
-        for i in range(max(1, int(self.config.workers))):
-            self._workers.append(asyncio.create_task(self._worker(), name=f"jobs-worker-{i}"))
+        self._resize_workers(max(1, int(self.config.workers)))
         self._tasks.append(asyncio.create_task(self._poller(), name="jobs-poller"))
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="jobs-heartbeat"))
 
@@ -178,8 +199,38 @@ class JobPool:
         self.store.statement("DELETE FROM job_owners WHERE block = ?", (self.block,))
         await self.store.close()
         assert self.conn is not None
-        await self.conn.close()
+        if self.read_conn is not self.conn:
+            await self.read_conn.close()
+        if self._shared_conn is None:  # a shared connection is its owner's to close
+            await self.conn.close()
         self._started = False
+
+    def set_config(self, config: SmartRiskConfig) -> None:
+        """Apply a reloaded smart_risk block (SIGHUP, ctrl+r). Jobs that start from now on run
+        with it (`execute: false` makes their actions recommendations), as do the timeout of
+        the next job, the retention of the next cleanup and `workers`; a changed `every`
+        starts its schedule again from now."""
+        old, self.config = self.config, config
+        if config.every != old.every:
+            self._next_due = None
+        if self._started and not self._stopping:
+            self._resize_workers(max(1, int(config.workers)))
+
+    def _resize_workers(self, count: int) -> None:
+        """Run `count` workers: start missing ones; of those beyond it, idle ones stop now and
+        busy ones after their job."""
+        self._want_workers = count
+        for i in range(count):
+            if i >= len(self._workers):
+                self._workers.append(self._new_worker(i))
+            elif self._workers[i].done():
+                self._workers[i] = self._new_worker(i)
+        for i in range(count, len(self._workers)):
+            if i not in self._busy:
+                self._workers[i].cancel()
+
+    def _new_worker(self, index: int) -> asyncio.Task[Any]:
+        return asyncio.create_task(self._worker(index), name=f"jobs-worker-{index}")
 
     # -- enqueue -------------------------------------------------------------------------------
 
@@ -256,15 +307,19 @@ class JobPool:
 
     # -- running -------------------------------------------------------------------------------
 
-    async def _worker(self) -> None:
-        while not self._stopping:
+    async def _worker(self, index: int) -> None:
+        while not self._stopping and index < self._want_workers:
             _, _, job_id = await self._queue.get()
             if self._stopping:
                 return
             job = self._jobs.get(job_id)
             if job is None or job.status != QUEUED or job_id in self._delayed:
                 continue
-            await self._run(job)
+            self._busy.add(index)
+            try:
+                await self._run(job)
+            finally:
+                self._busy.discard(index)
 
     async def _run(self, job: Job) -> None:
         spec = get_kind(job.kind)
@@ -409,30 +464,37 @@ class JobPool:
         if spec and spec.snapshot and self.engine is not None and self.engine.is_replay:
             job.snapshot = self.engine.account_snapshot(job.account)
 
-    async def _claim(self) -> None:
-        """Take queued jobs that no pool owns (enqueued or retried by another process)."""
-        assert self.conn is not None
-        async with self.conn.execute(
-            "SELECT 1 FROM jobs WHERE status = 'queued' AND owner IS NULL LIMIT 1"
-        ) as cur:
-            if await cur.fetchone() is None:
-                return
+    async def _claim(self, *, checked: bool = False) -> None:
+        """Take queued jobs that no pool owns (enqueued or retried by another process);
+        `checked`: the caller has just seen that there are some."""
+        if not checked:
+            async with self.read_conn.execute(UNCLAIMED_SQL) as cur:
+                if await cur.fetchone() is None:
+                    return
 
-        async def claim(conn: aiosqlite.Connection, txn: Txn) -> list[Job]:
-            jobs = await load_jobs(conn, "status = 'queued' AND owner IS NULL")
-            for job in jobs:
-                job.owner = self.owner
-                await conn.execute("UPDATE jobs SET owner = ? WHERE id = ?", (self.owner, job.id))
-                if job.snapshot is None:  # a re-queued job keeps the view it was enqueued with
-                    self._take_snapshot(job)
-                if job.snapshot is not None:
-                    await conn.execute("UPDATE jobs SET snapshot = ? WHERE id = ?",
-                                       (strict_dumps(job.snapshot), job.id))
-                txn.events.append((job.id, iso(self.clock()), "owner",
-                                   f"claimed by {self.owner}"))
+        owner, stamp = self.owner, iso(self.clock())
+
+        def claim() -> Ops[list[Job]]:  # runs on the database's thread: SQL only
+            rows = yield ("all", f"{SELECT_SQL} WHERE status = 'queued' AND owner IS NULL "
+                                 "ORDER BY priority, rowid", ())
+            jobs = [job_from_row(row) for row in rows]
+            if jobs:
+                yield ("many", "UPDATE jobs SET owner = ? WHERE id = ?",
+                       [(owner, job.id) for job in jobs])
+                yield ("many", INSERT_EVENT,
+                       [(job.id, stamp, "owner", f"claimed by {owner}") for job in jobs])
             return jobs
 
-        for job in await self.store.transact(claim):
+        if self.store.enqueues_pending:
+            # commit them first: their check must see the jobs queued elsewhere before this
+            # pool claims one for the same account (one active job per account)
+            await self.store.flush()
+        for job in await self.store.transact_ops(claim):
+            job.owner = owner
+            if job.snapshot is None:  # a re-queued job keeps the view it was enqueued with
+                self._take_snapshot(job)
+                if job.snapshot is not None:
+                    self.store.save(job)  # stored with the next commit
             self._add(job)
             self._push(job)
 
@@ -450,8 +512,17 @@ class JobPool:
                 print(f"riskterm: job pool poll failed: {exc}", file=sys.stderr, flush=True)
 
     async def _poll_once(self) -> None:
-        await ops.handle_requests(self)
-        await self._claim()
+        # one read tells whether there is anything to do (every round trip to the database
+        # waits for a turn of a loop that a fast replay keeps busy)
+        async with self.read_conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM job_requests WHERE done = 0), "
+            f"EXISTS ({UNCLAIMED_SQL})"
+        ) as cur:
+            requests, unclaimed = await cur.fetchone() or (0, 0)
+        if requests:
+            await ops.handle_requests(self)
+        if unclaimed:
+            await self._claim(checked=True)
         self._schedule()
         wall = time.time()
         if wall >= self._next_cleanup:

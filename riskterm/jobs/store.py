@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiosqlite
 
+from riskterm.db import patiently
 from riskterm.jobs.model import (
     ACTIVE,
     CANCELLED,
@@ -96,8 +98,72 @@ async def immediate(conn: aiosqlite.Connection) -> Any:
     await conn.execute("COMMIT")
 
 
+# A transaction's work as a sequence of operations, run by either driver below: on the
+# connection's own thread in one hop (run_ops_sync: inside the recorder's transaction, or the
+# store's own), or through aiosqlite's public API (run_ops_async). An op is ("many", sql, rows),
+# ("one", sql, params) or ("all", sql, params); the generator is sent the fetched row(s).
+# One hop matters while a fast replay runs: each round trip waits for a turn of a busy loop.
+Op = tuple[str, str, Any]
+# a job found to duplicate another's (job, what it becomes: cancelled, the other's id, record)
+Dup = tuple[Job, Job, str, dict[str, Any]]
+Ops = Generator[Op, Any, T]
+ACTIVE_FOR_SQL = (f"SELECT id FROM jobs WHERE account = ? AND kind = ? AND status IN "
+                  f"({_ACTIVE_SQL}) AND id != ? ORDER BY rowid LIMIT 1")
+
+
+def run_ops_sync(db: sqlite3.Connection, ops: Ops[T]) -> T:
+    result: Any = None
+    try:
+        while True:
+            kind, sql, params = ops.send(result)
+            if kind == "many":
+                db.executemany(sql, params)
+                result = None
+            else:
+                cur = db.execute(sql, params)
+                result = cur.fetchone() if kind == "one" else cur.fetchall()
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def run_ops_async(conn: aiosqlite.Connection, ops: Ops[T]) -> T:
+    result: Any = None
+    try:
+        while True:
+            kind, sql, params = ops.send(result)
+            if kind == "many":
+                await conn.executemany(sql, params)
+                result = None
+            else:
+                async with conn.execute(sql, params) as cur:
+                    result = await (cur.fetchone() if kind == "one" else cur.fetchall())
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def _in_transaction_sync(db: sqlite3.Connection, ops: Ops[T]) -> T:
+    """Run ops in one write transaction, on the connection's own thread."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = run_ops_sync(db, ops)
+        db.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    return result
+
+
 class JobStore:
-    """Group commit over one connection; also runs whole transactions for the pool."""
+    """Group commit of job changes; also runs whole transactions for the pool.
+
+    Standalone (a pool of its own: the CLI's tests, the bench) it commits on its connection from
+    a task of its own. Attached to an engine's recorder (attach), it shares the engine's
+    connection and its changes are written in the recorder's own transactions, together with the
+    engine records of the same moment: the enforcement record of a `smart_review` that names a
+    job is committed with that job or not at all, and the replay cursor never moves past a
+    violation whose job is not stored. One connection and one lock for both also means the pool
+    can never hold a write lock the engine has to wait for."""
 
     def __init__(self, conn: aiosqlite.Connection, clock: Callable[[], float],
                  on_record: Callable[[dict[str, Any]], None], *, window: float = 0.002,
@@ -110,17 +176,22 @@ class JobStore:
         self.lock = asyncio.Lock()
         self.commits = 0
         self.failure: BaseException | None = None
-        # runs before each group commit: the host commits the engine's records first, so the
-        # violation whose smart_review queued a job is never reported after the job
-        self.before_commit: Callable[[], Awaitable[Any]] | None = None
+        self._committer: Callable[[], Awaitable[Any]] | None = None
         self._batch = _Batch()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    def attach(self, lock: asyncio.Lock, committer: Callable[[], Awaitable[Any]]) -> None:
+        """Commit through an engine's recorder: `committer` (its flush) takes this store's batch
+        (take) into its transaction, run under `lock`, and calls committed or failed after."""
+        self.lock = lock
+        self._committer = committer
+
     # -- collecting ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="jobs-commit")
+        if self._committer is None:  # attached: the recorder's flusher commits
+            self._task = asyncio.create_task(self._run(), name="jobs-commit")
 
     def save(self, job: Job, *, new_dedup: bool = False) -> None:
         self._batch.jobs[job.id] = job
@@ -151,9 +222,12 @@ class JobStore:
 
     async def flush(self) -> None:
         """Wait until everything collected so far is committed."""
+        if self._committer is not None:
+            await self._committer()
+            return
         if self._task is None or self._task.done():
             if not self._batch.empty():
-                await self._commit(self._take())
+                await self._commit(self.take())
             return
         fut = asyncio.get_running_loop().create_future()
         self._batch.waiters.append(fut)
@@ -170,11 +244,76 @@ class JobStore:
 
     # -- committing ----------------------------------------------------------------------------
 
-    def _take(self) -> _Batch:
+    def take(self) -> _Batch:
+        """Hand over what was collected (for one transaction)."""
         batch, self._batch = self._batch, _Batch()
         # Rows are built now, in step with the records taken: a row never runs ahead of them.
         batch.rows = {jid: job_to_row(job) for jid, job in batch.jobs.items()}
         return batch
+
+    def ops(self, batch: _Batch) -> Ops[list[Dup]]:
+        """The writes of a batch. Nothing in memory changes until `committed`: a transaction
+        that fails (and is tried again) leaves the batch as it was."""
+        dups: list[Dup] = []
+        records = list(batch.records)
+        events = list(batch.events)
+        new_ids = {job.id for job in batch.new_dedup}
+        plain = [row for jid, row in batch.rows.items() if jid not in new_ids]
+        if plain:
+            yield ("many", UPSERT_SQL, plain)
+        for job in batch.new_dedup:  # one active job per account, checked under the lock
+            row = batch.rows.get(job.id) or job_to_row(job)
+            if job.status in ACTIVE:
+                found = yield ("one", ACTIVE_FOR_SQL, (job.account, job.kind, job.id))
+                if found is not None:
+                    other = found[0]
+                    dup = dataclasses.replace(job, status=CANCELLED,
+                                              error=f"duplicate of job {other}",
+                                              finished_at=self.clock())
+                    rec = job_record(dup, dup.finished_at or 0.0)
+                    records.append(rec)
+                    events.append((job.id, rec["ts"], "status",
+                                   f"cancelled: job {other} for {job.account} was queued first "
+                                   "by another process"))
+                    dups.append((job, dup, other, rec))
+                    row = job_to_row(dup)
+            yield ("many", UPSERT_SQL, [row])
+        if records:
+            yield ("many", INSERT_RECORD, [record_row(r) for r in records])
+        if events:
+            yield ("many", INSERT_EVENT, events)
+        for sql, params in batch.statements:
+            yield ("many", sql, [params])
+        return dups
+
+    def committed(self, batch: _Batch,
+                  dups: list[Dup] | None = None) -> None:
+        """The batch is stored: report its records, then run what waited for it."""
+        dups = dups or []
+        if not batch.empty():
+            self.commits += 1
+            self.failure = None
+        for job, dup, _, _ in dups:
+            job.status, job.error, job.finished_at = dup.status, dup.error, dup.finished_at
+        for rec in batch.records:
+            self._emit(rec)
+        for *_, rec in dups:
+            self._emit(rec)
+        for job, _, other, _ in dups:
+            if self.on_duplicate is not None:
+                self.on_duplicate(job, other)
+        for callback in batch.after:
+            callback()
+        for fut in batch.waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def failed(self, batch: _Batch, exc: BaseException) -> None:
+        """The recorder's transaction with this batch failed for good (the engine stops)."""
+        self.failure = exc
+        for fut in batch.waiters:
+            if not fut.done():
+                fut.set_exception(StorageError(str(exc)))
 
     async def _run(self) -> None:
         while True:
@@ -182,7 +321,7 @@ class JobStore:
             if self.window:
                 await asyncio.sleep(self.window)
             self._wake.clear()
-            batch = self._take()
+            batch = self.take()
             try:
                 await self._commit(batch)
             except StorageError as exc:
@@ -205,29 +344,65 @@ class JobStore:
         self._wake.set()
 
     async def _commit(self, batch: _Batch) -> None:
-        if not batch.empty():
-            if self.before_commit is not None:
-                try:
-                    await self.before_commit()
-                except Exception as exc:
-                    raise StorageError(str(exc)) from exc
-            try:
-                async with self.lock:
-                    dups = await self._write(batch)
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot write the job tables: {exc}") from exc
-            self.commits += 1
-            self.failure = None
-            for rec in batch.records:
-                self._emit(rec)
-            for job, other in dups:
-                if self.on_duplicate is not None:
-                    self.on_duplicate(job, other)
-            for callback in batch.after:
-                callback()
-        for fut in batch.waiters:
-            if not fut.done():
-                fut.set_result(None)
+        """Standalone: one transaction of the batch on this store's connection."""
+        if batch.empty():
+            self.committed(batch)
+            return
+        try:
+            async with self.lock:
+                dups = await patiently(lambda: self._write(batch))
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write the job tables: {exc}") from exc
+        self.committed(batch, dups)
+
+    async def _write(self, batch: _Batch) -> list[Dup]:
+        return await self._in_transaction(lambda: self.ops(batch))
+
+    async def _in_transaction(self, make: Callable[[], Ops[T]]) -> T:
+        """One write transaction of make()'s ops (a fresh generator per attempt)."""
+        if in_db_thread_usable(self.conn):
+            return await self.conn._execute(  # type: ignore[no-any-return]
+                lambda: _in_transaction_sync(self.conn._conn, make()))
+        async with immediate(self.conn):
+            return await run_ops_async(self.conn, make())
+
+    @property
+    def enqueues_pending(self) -> bool:
+        """Jobs enqueued here whose one-per-account check has not been committed yet."""
+        return bool(self._batch.new_dedup)
+
+    async def transact_ops(self, make: Callable[[], Ops[T]]) -> T:
+        """A transaction of work written as ops, in one hop to the database's thread. Unlike
+        transact it does not wait for pending changes first: for work that writes no records
+        and touches no row those changes do (the caller flushes when it must)."""
+        try:
+            async with self.lock:
+                return await patiently(lambda: self._in_transaction(make))
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write the job tables: {exc}") from exc
+
+    async def transact(self, body: Callable[[aiosqlite.Connection, Txn], Awaitable[T]]) -> T:
+        """Run body in its own write transaction (after pending changes); report its records.
+        Another process's write lock is waited out (body runs again from the start)."""
+        await self.flush()
+        txn = Txn()
+
+        async def attempt() -> T:
+            nonlocal txn
+            txn = Txn()
+            async with immediate(self.conn):
+                result = await body(self.conn, txn)
+                await write_txn_parts(self.conn, txn)
+            return result
+
+        try:
+            async with self.lock:
+                result = await patiently(attempt)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write the job tables: {exc}") from exc
+        for rec in txn.records:
+            self._emit(rec)
+        return result
 
     def _emit(self, rec: dict[str, Any]) -> None:
         try:
@@ -235,47 +410,10 @@ class JobStore:
         except Exception as exc:  # a broken sink must not stop the job pool
             print(f"riskterm: job record sink failed: {exc}", file=sys.stderr, flush=True)
 
-    async def _write(self, batch: _Batch) -> list[tuple[Job, str]]:
-        conn = self.conn
-        dups: list[tuple[Job, str]] = []
-        new_ids = {job.id for job in batch.new_dedup}
-        async with immediate(conn):
-            plain = [row for jid, row in batch.rows.items() if jid not in new_ids]
-            if plain:
-                await conn.executemany(UPSERT_SQL, plain)
-            for job in batch.new_dedup:  # one active job per account, checked under the lock
-                other = await active_job_for(conn, job.kind, job.account, exclude=job.id)
-                if other is not None and job.status in ACTIVE:
-                    job.status, job.error = CANCELLED, f"duplicate of job {other}"
-                    job.finished_at = self.clock()
-                    rec = job_record(job, job.finished_at)
-                    batch.records.append(rec)
-                    batch.events.append((job.id, rec["ts"], "status",
-                                         f"cancelled: job {other} for {job.account} was "
-                                         "queued first by another process"))
-                    dups.append((job, other))
-                await conn.execute(UPSERT_SQL, job_to_row(job))
-            if batch.records:
-                await conn.executemany(INSERT_RECORD, [record_row(r) for r in batch.records])
-            if batch.events:
-                await conn.executemany(INSERT_EVENT, batch.events)
-            for sql, params in batch.statements:
-                await conn.execute(sql, params)
-        return dups
 
-    async def transact(self, body: Callable[[aiosqlite.Connection, Txn], Awaitable[T]]) -> T:
-        """Run body in its own write transaction (after pending changes); report its records."""
-        await self.flush()
-        txn = Txn()
-        try:
-            async with self.lock, immediate(self.conn):
-                result = await body(self.conn, txn)
-                await write_txn_parts(self.conn, txn)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot write the job tables: {exc}") from exc
-        for rec in txn.records:
-            self._emit(rec)
-        return result
+def in_db_thread_usable(conn: aiosqlite.Connection) -> bool:
+    """Whether aiosqlite's private "run this on your thread" is there (present 0.20-0.22)."""
+    return getattr(conn, "_execute", None) is not None and hasattr(type(conn), "_conn")
 
 
 # -- queries shared with the CLI -------------------------------------------------------------
