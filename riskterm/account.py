@@ -26,6 +26,7 @@ class AccountState:
         "quote_gate",
         "quote_rules",
         "realized",
+        "reported",
         "rule_state",
         "rules",
         "slack",
@@ -50,6 +51,9 @@ class AccountState:
         self.realized = 0.0  # realized P&L of the trading day, after fees
         self.trading_day: str | None = None
         self.state = "active"  # active / reducing / halted, derived from lockouts
+        # False: restored, but the broker's last re-sync did not report it (CONTRACT section 9):
+        # kept in the database, neither judged nor enforced until an event names it again
+        self.reported = True
         self.rule_state: dict[str, Any] = {}  # per-rule counters that must survive a restart
         self.trade_ids: set[str] = set()  # applied fills' trade ids: this trading day's
         self.trade_ids_before: set[str] = set()  # the last earlier day's (or the first batch)
@@ -112,6 +116,7 @@ class AccountState:
             "realized": self.realized,
             "trading_day": self.trading_day,
             "rule_state": self.rule_state,
+            "reported": self.reported,
             "orders": [o.to_dict() | {"ts": o.ts} for o in self.orders.values()],
             "trade_ids": list(self.trade_ids),
             "trade_ids_before": list(self.trade_ids_before),
@@ -125,6 +130,7 @@ class AccountState:
         self.realized = float(data.get("realized") or 0.0)
         self.trading_day = data.get("trading_day")
         self.rule_state = dict(data.get("rule_state") or {})
+        self.reported = data.get("reported") is not False
         self.trade_ids = {str(t) for t in data.get("trade_ids") or ()}
         self.trade_ids_before = {str(t) for t in data.get("trade_ids_before") or ()}
         for od in data.get("orders") or []:

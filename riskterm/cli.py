@@ -22,10 +22,18 @@ _COMMON: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--seed",), {"type": int, "help": "simulator seed"}),
     (("--speed",), {"type": float, "help": "pacing: 0 = as fast as possible, 1 = real time"}),
     (("--max-events",), {"type": int, "help": "stop the source after N events"}),
+    (("--accounts",), {"metavar": "PATTERN[,PATTERN...]",
+                       "help": "watch only the accounts whose name matches one of these fnmatch "
+                               "patterns (case-sensitive; default every account); events of the "
+                               "others are not taken, recorded or enforced (any source)"}),
+    (("--record",), {"metavar": "PATH",
+                     "help": "append every event the engine takes to PATH as JSON Lines, so that "
+                             "--source replay:PATH replays the session (any source)"}),
     (("--json",), {"action": "store_true", "help": "JSON output (jobs list/show, bench)"}),
 ]
 _DEFAULTS = {"no_ui": False, "source": "sim", "rules": None, "db": None, "seed": 0,
-             "speed": None, "max_events": None, "json": False}
+             "speed": None, "max_events": None, "json": False, "accounts": None,
+             "record": None}
 
 
 def _common_parser() -> argparse.ArgumentParser:
@@ -263,9 +271,28 @@ def _run(args: argparse.Namespace) -> int:
     if args.speed is not None and args.speed < 0:
         _err("--speed must be 0 or more")
         return EXIT_USAGE
+    accounts: tuple[str, ...] = ()
+    if args.accounts is not None:
+        from riskterm.recording import parse_patterns
+
+        try:
+            accounts = parse_patterns(args.accounts)
+        except ValueError as exc:
+            _err(str(exc))
+            return EXIT_USAGE
+    record = Path(args.record) if args.record is not None else None
+    if record is not None:
+        from riskterm.recording import RecordingError, check_record_path
+
+        try:
+            check_record_path(record, source[7:] if source.startswith("replay:") else None)
+        except RecordingError as exc:
+            _err(str(exc))
+            return EXIT_USAGE
     db = Path(args.db) if args.db else default_db(source)
     opts = RunOptions(source=source, rules_path=rules_path, db_path=db, seed=args.seed,
-                      speed=args.speed, max_events=args.max_events)
+                      speed=args.speed, max_events=args.max_events, accounts=accounts,
+                      record_path=record)
     if args.no_ui:
         return asyncio.run(run_headless(opts, config, announce_db=not args.db))
     if (busy := _engine_running_on(db)) is not None:  # say so here, not inside the dashboard
@@ -391,4 +418,5 @@ async def _abandon(host: Any) -> None:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=5)
+    host.close_recording()
     host.release_lock()

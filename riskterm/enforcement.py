@@ -226,6 +226,9 @@ class Enforcer:
         handler = getattr(self, f"_do_{action}", None)
         if handler is None or action == "alert":
             return None
+        if not acct.reported:  # CONTRACT section 9: an account the broker does not report
+            return self._record(action, rule, acct.name, symbol, order_id, "skipped",
+                                f"{acct.name} is not reported by the broker; nothing sent")
         rec = handler(rule, acct, symbol, order_id, target_qty, **extra)
         attempt = extra.pop("_attempt", 1)
         if rec is not None and rec["status"] == "failed" and attempt <= len(RETRY_DELAYS):

@@ -64,6 +64,19 @@ class Changes:
 
 
 @dataclass
+class Snapshot:
+    """A broker's complete statement of what exists, read on every connect (CONTRACT section 9):
+    accounts {account, balance?, equity?}, positions {account, symbol, qty, avg_price?} and
+    working orders (order_placed's fields, without type and ts). What it does not list does
+    not exist at the broker."""
+
+    ts: float
+    accounts: list[dict[str, Any]] = field(default_factory=list)
+    positions: list[dict[str, Any]] = field(default_factory=list)
+    orders: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class RestoredState:
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     positions: list[tuple[str, str, int, float, float | None]] = field(default_factory=list)
@@ -218,6 +231,104 @@ class Engine:
         if "fired" in es or "warned" in es:  # an older database: move the keys to the rows
             self._state_dirty = True
             self._dirty_accounts.update(n for n in self._edge_keys if n in self.accounts)
+
+    # -- re-sync -------------------------------------------------------------------------------
+
+    def resync(self, snap: Snapshot) -> list[str]:
+        """Take the broker's view on a connect (CONTRACT section 9); returns the accounts known
+        here that it does not report.
+
+        Positions and orders the book has and the snapshot does not list are dropped: no rule
+        judges that and nothing is enforced, they no longer exist (one `resync` warning per
+        reported account names them). Unreported accounts keep their rows and lockouts but are
+        neither judged nor enforced until an event names them. Then the snapshot is applied as
+        section 1's events: account, position (a size the book disagrees with is
+        position_drift), order_placed for orders not known here, order_updated for changed ones.
+        """
+        counted = self.n_events  # the snapshot states what exists; it is not the stream's events
+        now = self.wall() if self.live else snap.ts
+        if not self.started or now > self.clock:
+            self.advance(now)  # the drops below are stamped on the engine clock
+        names = {a["account"] for a in snap.accounts}
+        names.update(p["account"] for p in snap.positions)
+        names.update(o["account"] for o in snap.orders)
+        held: dict[str, set[str]] = {}
+        for p in snap.positions:
+            if p["qty"]:
+                held.setdefault(p["account"], set()).add(p["symbol"])
+        working: dict[str, set[str]] = {}
+        for o in snap.orders:
+            working.setdefault(o["account"], set()).add(o["order_id"])
+        unreported = []
+        for name in sorted(self.accounts):
+            acct = self.accounts[name]
+            if name in names:
+                self._drop(acct, held.get(name, set()), working.get(name, set()), now)
+                continue
+            unreported.append(name)
+            if acct.reported:
+                acct.reported = False
+                self._dirty_accounts.add(name)
+            self._drop(acct, set(), set(), None)
+        ts = now
+        for a in snap.accounts:
+            self.process({**a, "type": "account", "ts": ts})
+        for p in snap.positions:
+            self.process({**p, "type": "position", "ts": ts})
+        for o in snap.orders:
+            acct = self.accounts.get(o["account"])
+            known = acct.orders.get(o["order_id"]) if acct is not None else None
+            if known is None:
+                self.process({**o, "type": "order_placed", "ts": ts})
+                continue
+            changed = {k: o[k] for k in ("qty", "price", "stop_price")
+                       if k in o and o[k] != getattr(known, k)}
+            if changed:
+                self.process({"type": "order_updated", "ts": ts, "account": o["account"],
+                              "order_id": o["order_id"], **changed})
+        for acct in self.accounts.values():
+            acct.stale = True  # the quote gate judged another book: every quote rule runs again
+        self.n_events = counted
+        return unreported
+
+    def _drop(self, acct: AccountState, symbols: set[str], order_ids: set[str],
+              ts: float | None) -> None:
+        """Forget acct's positions outside `symbols` and orders outside `order_ids`; `ts` given
+        (a reported account): the orders go as order_cancelled events and one warning names
+        what went, else silently."""
+        name = acct.name
+        gone = []
+        for symbol, pos in acct.positions.items():
+            if pos.qty and symbol not in symbols:
+                gone.append(f"{symbol} {pos.qty:+d}")
+                pos.set_size(0, None, self.clock)
+                self._track(pos)
+                self.enforcer.settle(name, symbol=symbol, qty=0)
+                for key in [k for k in self.fired if k[1] == name and k[2] == symbol]:
+                    self.fired.discard(key)  # its condition went with the position
+                    self._edge_changed(key)
+        orders = [oid for oid in acct.orders if oid not in order_ids]
+        if ts is None:
+            for oid in orders:
+                del acct.orders[oid]
+                self.enforcer.settle(name, order_id=oid)
+            if orders:
+                self._dirty_accounts.add(name)
+        else:
+            for oid in orders:
+                self.process({"type": "order_cancelled", "ts": ts, "account": name,
+                              "order_id": oid})
+            if gone or orders:
+                what = []
+                if gone:
+                    what.append("positions " + ", ".join(gone))
+                if orders:
+                    what.append("working orders " + ", ".join(orders))
+                self.emit_warning(
+                    "resync", name, None,
+                    f"the broker does not report {name}'s {' and '.join(what)}; dropped "
+                    "from the book (not judged, nothing enforced)",
+                    len(gone) + len(orders), None)
 
     # -- clock and timers ----------------------------------------------------------------------
 
@@ -412,6 +523,15 @@ class Engine:
             self._gate(acct)
         return acct
 
+    def _reported(self, name: str) -> AccountState:
+        """The account an event from the broker names: reported by the broker from now on."""
+        acct = self._account(name)
+        if not acct.reported:
+            acct.reported = True
+            acct.stale = True  # judged afresh: nothing judged it while it was not reported
+            self._dirty_accounts.add(name)
+        return acct
+
     def _point_value(self, account: str, symbol: str) -> float:
         pv = self.config.point_value(symbol)
         if pv is not None:
@@ -456,7 +576,7 @@ class Engine:
             holders.pop(pos.account, None)
 
     def _on_account(self, ev: dict[str, Any]) -> None:
-        acct = self._account(ev["account"])
+        acct = self._reported(ev["account"])
         balance = ev.get("balance")
         if balance is not None:
             acct.balance = float(balance)
@@ -469,7 +589,7 @@ class Engine:
         self._run_rules("account", ev, acct)
 
     def _on_order_placed(self, ev: dict[str, Any]) -> None:
-        acct = self._account(ev["account"])
+        acct = self._reported(ev["account"])
         acct.orders[ev["order_id"]] = Order(ev)
         self._dirty_accounts.add(acct.name)
         if acct.state != "active" and self._locked_order(ev, acct):
@@ -477,7 +597,7 @@ class Engine:
         self._run_rules("order_placed", ev, acct)
 
     def _on_order_updated(self, ev: dict[str, Any]) -> None:
-        acct = self._account(ev["account"])
+        acct = self._reported(ev["account"])
         order = acct.orders.get(ev["order_id"])
         if order is not None:
             if "qty" in ev:
@@ -490,7 +610,7 @@ class Engine:
         self._run_rules("order_updated", ev, acct)
 
     def _on_order_gone(self, ev: dict[str, Any]) -> None:
-        acct = self._account(ev["account"])
+        acct = self._reported(ev["account"])
         order = acct.orders.pop(ev["order_id"], None)
         if order is not None:
             self._dirty_accounts.add(acct.name)
@@ -498,7 +618,7 @@ class Engine:
         self._run_rules(ev["type"], ev, acct)
 
     def _on_fill(self, ev: dict[str, Any]) -> None:
-        acct = self._account(ev["account"])
+        acct = self._reported(ev["account"])
         trade_id = ev.get("trade_id")
         if trade_id is not None:
             if acct.seen_trade(trade_id):
@@ -534,7 +654,7 @@ class Engine:
         self._run_rules("fill", ev, acct)
 
     def _on_position(self, ev: dict[str, Any]) -> None:
-        acct = self._account(ev["account"])
+        acct = self._reported(ev["account"])
         symbol = ev["symbol"]
         pos = self._position(acct, symbol)
         qty = ev["qty"]
@@ -613,10 +733,11 @@ class Engine:
 
     def _on_connection(self, ev: dict[str, Any]) -> None:
         if "account" in ev:
-            self._run_rules("connection", ev, self._account(ev["account"]))
+            self._run_rules("connection", ev, self._reported(ev["account"]))
         else:
             for acct in list(self.accounts.values()):
-                self._run_rules("connection", ev, acct)
+                if acct.reported:
+                    self._run_rules("connection", ev, acct)
 
     def _on_clock(self, ev: dict[str, Any]) -> None:
         pass
@@ -672,6 +793,8 @@ class Engine:
         cmp: "le" (a loss limit: breached at value <= limit), "ge" (a target: value >= limit),
         "gt" (a count or size: value > limit). Money is rounded to cents before comparing.
         """
+        if not acct.reported:
+            return False  # not reported by the broker: neither judged nor enforced (section 9)
         if money:
             value = round(value, 2)
         if cmp == "le":
@@ -757,6 +880,8 @@ class Engine:
         target_qty: int | None = None,
     ) -> None:
         """Write a violation, then its enforcements, then its lockout (in that order)."""
+        if not acct.reported:
+            return  # not reported by the broker: neither judged nor enforced (section 9)
         self.n_violations += 1
         rec = {
             "kind": "violation", "ts": self.stamp(), "rule": rule_id, "account": acct.name,
@@ -918,6 +1043,7 @@ class Engine:
             "account": account,
             "ts": self.now(),
             "state": acct.state,
+            "reported": acct.reported,
             "balance": acct.balance,
             "equity": acct.live_equity,
             "start_balance": acct.sod_balance,

@@ -23,6 +23,7 @@ from riskterm.config import RulesConfig, RulesError, load_rules
 from riskterm.db import EngineLock, open_db
 from riskterm.engine import Engine
 from riskterm.recorder import Recorder, Sink, load_clock, load_cursor, load_state
+from riskterm.recording import AccountFilter, LiveWall, Recording, tap
 from riskterm.sources import parse_ahead
 from riskterm.sources.replay import parsed, read_lines
 from riskterm.strictjson import strict_dumps
@@ -69,6 +70,8 @@ class RunOptions:
     seed: int = 0
     speed: float | None = None
     max_events: int | None = None
+    accounts: tuple[str, ...] = ()  # --accounts: fnmatch patterns of the accounts watched
+    record_path: Path | None = None  # --record: append every event taken to this file
 
     @property
     def is_live(self) -> bool:
@@ -104,6 +107,7 @@ class EngineHost:
         self.failure: BaseException | None = None
         self.engine_lock: EngineLock | None = None
         self.db_clock: tuple[str, float] | None = None
+        self.recording: Recording | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -139,8 +143,20 @@ class EngineHost:
             broker = self.sim
         else:
             broker = DryRunBroker()
-        self.engine = Engine(self.config, broker, live=self.opts.is_live)
+        watch = AccountFilter(self.opts.accounts) if self.opts.accounts else None
+        if watch is not None:
+            watch.restrict(state)  # unwatched accounts stay in the database, out of the engine
+            if self.sim is not None and not any(map(watch, self.sim.accounts)):
+                self.say(f"--accounts {','.join(self.opts.accounts)} matches none of "
+                         f"the simulator's accounts ({', '.join(self.sim.accounts)})")
+        wall = LiveWall() if self.opts.record_path is not None and self.opts.is_live else None
+        self.engine = Engine(self.config, broker, live=self.opts.is_live,
+                             **({"wall": wall} if wall is not None else {}))
         self.engine.restore(state)
+        if self.opts.record_path is not None:
+            self.recording = Recording(self.opts.record_path, self.say,
+                                       parsed=not self.opts.is_live)
+        tap(self.engine, recording=self.recording, watch=watch, wall=wall)
         if self.db_clock is not None and self.db_clock[0] == "event":
             self.engine.restored_clock = self.db_clock[1]  # judges a replay's first event
         self.resume_after = 0
@@ -259,9 +275,15 @@ class EngineHost:
         await self._stop_flusher()
         for task in self._tasks:
             task.cancel()
+        self.close_recording()
         with contextlib.suppress(Exception):
             await self.conn.close()
         self.release_lock()
+
+    def close_recording(self) -> None:
+        """Write what --record still buffers and close its file (after a storage failure too)."""
+        if self.recording is not None:
+            self.recording.close()
 
     def summary(self) -> dict[str, Any]:
         e = self.engine
@@ -405,6 +427,12 @@ class EngineHost:
         n = 0
         if self._limit_reached():
             return
+        # the broker's view first (CONTRACT section 9): what the database has and it has not is
+        # dropped, accounts it does not report are kept but neither judged nor enforced
+        unreported = engine.resync(self.sim.snapshot())
+        if unreported:
+            self.say(f"{len(unreported)} account(s) in the database are not reported by the "
+                     "simulator; kept, neither judged nor enforced: " + ", ".join(unreported))
         async for event in self.sim.events():
             if self._stop.is_set():
                 return
@@ -430,6 +458,8 @@ class EngineHost:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._flush_now.wait(), FLUSH_INTERVAL)
                 self._flush_now.clear()
+                if self.recording is not None:  # the events before the records they caused
+                    self.recording.flush()
                 await self.recorder.flush()
         except asyncio.CancelledError:
             raise

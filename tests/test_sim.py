@@ -437,3 +437,39 @@ def test_memory_stays_bounded() -> None:
     assert len(sim._orders) < 200  # finished orders are dropped
     assert len(sim._heap) < 500
     assert sum(len(a.trader.plans) for a in sim.accounts.values()) <= 2 * len(sim.accounts)
+
+
+def test_snapshot_states_what_the_stream_says_exists() -> None:
+    """Simulator.snapshot (CONTRACT section 9) agrees with everything its events said so far:
+    the last balance per account, the positions and the working orders."""
+    sim = Simulator(seed=23, start=START_A, rate=50)
+    balances: dict[str, float] = {}
+    positions: dict[tuple[str, str], int] = {}
+    orders: dict[tuple[str, str], int] = {}
+    for n, ev in enumerate(sim.steps()):
+        kind = ev["type"]
+        key = (ev.get("account"), ev.get("order_id"))
+        if kind == "account":
+            balances[ev["account"]] = ev["balance"]
+        elif kind == "position":
+            positions[(ev["account"], ev["symbol"])] = ev["qty"]
+        elif kind == "order_placed" or (kind == "order_updated" and "qty" in ev):
+            orders[key] = ev["qty"]
+        elif kind in ("order_cancelled", "order_rejected"):
+            orders.pop(key, None)
+        elif kind == "fill" and key in orders:
+            orders[key] -= ev["qty"]
+            if orders[key] <= 0:
+                del orders[key]
+        if n >= 30_000 and not sim._out:  # what the last step queued is taken in too
+            break
+    snap = sim.snapshot()
+    assert snap.ts == sim.clock
+    assert {a["account"]: a["balance"] for a in snap.accounts} == balances
+    assert {(p["account"], p["symbol"]): p["qty"] for p in snap.positions} == \
+        {k: q for k, q in positions.items() if q}
+    assert {(o["account"], o["order_id"]): o["qty"] for o in snap.orders} == orders
+    assert positions and orders  # the case is not empty
+    for o in snap.orders:
+        assert o["order_type"] in ("market", "limit", "stop") and o["side"] in ("buy", "sell")
+        assert ("stop_price" in o) == (o["order_type"] == "stop")

@@ -38,6 +38,7 @@ from riskterm.broker import (
     OrderNotWorking,
     StopOrder,
 )
+from riskterm.engine import Snapshot
 from riskterm.sources.sim_traders import (
     PERSONALITIES,
     TABLE,
@@ -248,6 +249,30 @@ class Simulator:
             if not math.isfinite(price) or price <= 0:
                 raise BrokerError(f"limit price must be a positive number, got {price!r}")
             self.place(acct, sym, side, qty, "limit", price=price, tag="risk", reduce_only=closing)
+
+    def snapshot(self) -> Snapshot:
+        """What exists at the broker now (CONTRACT section 9): every account with its balance and
+        equity, its open positions and its working orders. The host applies it before the first
+        event, so a restart on an old database never acts on positions this run does not have."""
+        ts = self.start + self.t
+        accounts, positions, orders = [], [], []
+        for acct in self.accounts.values():
+            accounts.append({"account": acct.name, "balance": acct.balance,
+                             "equity": self.equity(acct)})
+            for name, pos in acct.positions.items():
+                if pos.qty:
+                    positions.append({"account": acct.name, "symbol": name, "qty": pos.qty,
+                                      "avg_price": round(pos.avg, 6)})
+            for order in acct.orders.values():
+                fields: Event = {"account": acct.name, "symbol": order.sym.name,
+                                 "order_id": order.id, "side": _side_name(order.side),
+                                 "qty": order.qty, "order_type": order.kind}
+                if order.price is not None:
+                    fields["price"] = order.price
+                if order.stop is not None:
+                    fields["stop_price"] = order.stop
+                orders.append(fields)
+        return Snapshot(ts, accounts, positions, orders)
 
     def steps(self) -> Iterator[Event]:
         """The endless event stream, unpaced. Commands submitted between steps come out next."""

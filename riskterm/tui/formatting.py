@@ -17,8 +17,10 @@ STATE_STYLE = {
     "active": "green",
     "reducing": "bold black on yellow",
     "halted": "bold white on red",
+    "unreported": "dim italic",
 }
-STATE_LABEL = {"active": "active", "reducing": "REDUCING", "halted": "⛔ HALTED"}
+STATE_LABEL = {"active": "active", "reducing": "REDUCING", "halted": "⛔ HALTED",
+               "unreported": "unreported"}
 
 
 def safe(value: object, *, newlines: bool = False) -> str:

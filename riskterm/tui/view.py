@@ -75,8 +75,10 @@ def account_row(engine: Engine, acct: AccountState) -> AccountRow:
         lockout = main.rule + (f" +{len(locks) - 1}" if len(locks) > 1 else "")
         lock_until = main.until
         permanent = main.until is None
+    # an account the broker no longer reports is kept but neither judged nor enforced (§9)
+    state = acct.state if acct.reported else "unreported"
     return AccountRow(
-        acct.name, acct.state, acct.balance, acct.live_equity, _cents(acct.realized),
+        acct.name, state, acct.balance, acct.live_equity, _cents(acct.realized),
         _cents(unrealized), _cents(acct.realized + unrealized),
         None if (used := daily_limit_used(acct)) is None else round(used, 3),
         lockout, lock_until, permanent,
