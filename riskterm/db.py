@@ -184,7 +184,8 @@ class DatabaseInUse(Exception):
 
 
 def lock_path(db_path: str | Path) -> Path:
-    db_path = Path(db_path)
+    # next to the real file: a symlink to the database must find the same lock
+    db_path = Path(db_path).resolve()
     return db_path.with_name(db_path.name + ".lock")
 
 

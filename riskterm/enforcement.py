@@ -33,7 +33,11 @@ if TYPE_CHECKING:
     from riskterm.account import AccountState
     from riskterm.engine import Engine
 
-IN_FLIGHT_SECONDS = 5.0
+# a close sent and not yet answered by a fill or a position event holds its quantity this long:
+# a broker slower than this could be sent the same close again (and reverse the position), so
+# it is long; a close that got lost is re-sent only after it (live brokers' confirmations will
+# settle entries directly)
+IN_FLIGHT_SECONDS = 30.0
 PRUNE_AT = 4096  # ledger entries before a pass drops the lapsed ones
 RETRY_DELAYS = (1.0, 3.0)  # engine-clock seconds before the 2nd and 3rd attempt of a failed action
 

@@ -118,6 +118,7 @@ class Engine:
         # saved with the account's row, so a commit writes the accounts that changed, never
         # every key of every account
         self._edge_keys: dict[str, set[tuple[str, str, str | None]]] = {}
+        self._legacy_edge: dict[str, list[Any]] = {}  # older databases' keys of unloaded accounts
         self._unknown_symbols: set[str] = set()
         # called with the new time before the clock moves (the dashboard samples P&L there)
         self.watch_clock: Callable[[float], None] | None = None
@@ -231,6 +232,11 @@ class Engine:
         if "fired" in es or "warned" in es:  # an older database: move the keys to the rows
             self._state_dirty = True
             self._dirty_accounts.update(n for n in self._edge_keys if n in self.accounts)
+            # ... of the accounts loaded here; those left out (--accounts) keep theirs in
+            # engine_state until an engine that loads them moves them
+            self._legacy_edge = {
+                kind: [k for k in es.get(kind) or () if k[1] not in self.accounts]
+                for kind in ("fired", "warned")}
 
     # -- re-sync -------------------------------------------------------------------------------
 
@@ -999,7 +1005,7 @@ class Engine:
         if self._state_dirty or self._marks_dirty:
             changes.engine_state = json.dumps({
                 "trading_day": self.trading_day, "marks": self.marks,
-                "unknown_symbols": sorted(self._unknown_symbols),
+                "unknown_symbols": sorted(self._unknown_symbols), **self._legacy_edge,
             })
             self._state_dirty = self._marks_dirty = False
         if self.cursor != self._cursor_saved:

@@ -134,8 +134,8 @@ def test_a_partial_fill_leaves_only_the_rest_in_flight() -> None:
     (rec,) = records(engine, ("enforcement",))
     assert rec["detail"] == "sell 3 MNQ to close (1 already in flight, close_position by manual)"
     assert broker.closing_qty() == 8
-    # once it lapses (no answer within the in-flight time) a close is sent again in full
-    engine.process({"type": "clock", "ts": ts("2026-02-03T15:00:30Z")})
+    # once it lapses (no answer within the in-flight time, 30 s) a close is sent again in full
+    engine.process({"type": "clock", "ts": ts("2026-02-03T15:00:40Z")})
     engine.execute_action("A1", "close_position", symbol="MNQ", rule="manual")
     (rec,) = records(engine, ("enforcement",))
     assert rec["detail"] == "sell 4 MNQ to close"

@@ -40,7 +40,12 @@ class MaxContracts(Rule):
         if self._indexed is not fired:  # first look after a start or a restore: one pass
             self._indexed = fired
             self._fired = {k[1]: k[2] for k in fired if k[0] == self.id}
-        return self._fired.get(name)
+        sym = self._fired.get(name)
+        # the engine may drop a key in place (a re-sync drops a position): trust the set
+        if sym is not None and (self.id, name, sym) not in fired:
+            del self._fired[name]
+            return None
+        return sym
 
     def check(self, ev: dict[str, Any], acct: AccountState, params: MaxContractsParams) -> None:
         net = gross = 0
