@@ -35,6 +35,7 @@ class JobDetailScreen(LiveScreen):
         self.job_id = job_id
         self.job: dict[str, Any] | None = None
         self._polled_at = 0.0
+        self._polling = self._again = False  # a read of the job is in flight / wanted again
         self._graph: Any = _UNSET
         self._summary: str | None = None
         self.polls = 0
@@ -68,8 +69,27 @@ class JobDetailScreen(LiveScreen):
         if running and time.monotonic() - self._polled_at >= self.rt.settings.jobs_poll_s:
             self.poll()
 
+    def poll(self) -> None:
+        """Read the job again, unless a read is in flight (restarting an exclusive worker
+        cancels the read: on a loaded machine the view would never update)."""
+        if self._polling:
+            self._again = True  # read once more when this read ends (an approval, say)
+            return
+        self._polling = True
+        self._poll()
+
     @work(exclusive=True, group="job-detail")
-    async def poll(self) -> None:
+    async def _poll(self) -> None:
+        try:
+            while True:
+                self._again = False
+                await self._read()
+                if not self._again:
+                    break
+        finally:
+            self._polling = False
+
+    async def _read(self) -> None:
         self._polled_at = time.monotonic()
         try:
             job = await self.rt.jobs.show_job(self.job_id)

@@ -28,6 +28,7 @@ class JobsScreen(LiveScreen):
         self._polled_version = -1
         self._polled_at = 0.0
         self._active = False
+        self._polling = False  # a read of the jobs is in flight
         self.polls = 0  # completed reads, for tests
 
     def compose_body(self) -> ComposeResult:
@@ -41,12 +42,25 @@ class JobsScreen(LiveScreen):
         return self.query_one("#jobs-table", JobQueueTable)
 
     def refresh_live(self, frame: Frame) -> None:
+        if self._polling:
+            # never restart a read in flight: an exclusive worker started on every frame while
+            # the version moves cancels each read before it ends, and on a loaded machine (a
+            # read longer than a frame) the table then never updates; a change during this read
+            # is picked up by the next one
+            return
         due = time.monotonic() - self._polled_at >= self.rt.settings.jobs_poll_s
         if self.rt.jobs_version != self._polled_version or (self._active and due):
+            self._polling = True
             self.poll()
 
     @work(exclusive=True, group="jobs-poll")
     async def poll(self) -> None:
+        try:
+            await self._poll()
+        finally:
+            self._polling = False
+
+    async def _poll(self) -> None:
         version = self.rt.jobs_version
         self._polled_at = time.monotonic()
         try:
