@@ -58,6 +58,7 @@ from pydantic import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from riskterm import symbols
+from riskterm.alerts.config import AlertTarget, AlertTargetSpec, UrlProblem, check_target
 from riskterm.calendar import TradingCalendar
 from riskterm.rules.params import (
     MAX_DURATION,
@@ -70,7 +71,7 @@ from riskterm.rules.params import (
 )
 
 TOP_KEYS = ("timezone", "daily_reset", "max_clock_jump", "session", "instruments", "accounts",
-            "rules", "smart_risk")
+            "rules", "smart_risk", "alerts")
 DEFAULT_CLOCK_JUMP = 366 * 86400.0  # max_clock_jump: a replay event further ahead is rejected
 MAX_RULES_BYTES = 1 << 20  # a rules file is read only up to this size (the default is 6 KB)
 MAX_VALUES = 1_000_000  # YAML values written out in one rules text
@@ -284,6 +285,7 @@ class RulesConfig:
     smart_risk: SmartRiskConfig
     overrides: dict[str, dict[str, RuleParams]] = field(repr=False)  # pattern -> merged params
     max_clock_jump: float = DEFAULT_CLOCK_JUMP  # seconds (the header key of the same name)
+    alerts: tuple[AlertTarget, ...] = ()  # the alerts: block (riskterm.alerts)
     calendar: TradingCalendar = field(init=False, repr=False)
     _memo: dict[str, dict[str, RuleParams]] = field(default_factory=dict, init=False, repr=False)
 
@@ -721,11 +723,12 @@ class _Checker:
                 rules[rid] = p
         accounts, overrides = self._accounts(data, rules_raw)
         smart = self.model(SmartRiskConfig, data.get("smart_risk"), ("smart_risk",))
+        alerts = self._alerts(data.get("alerts"))
 
         if self.issues or tz is None or session is None or smart is None:
             return None
         return RulesConfig(self.path, tz_name, tz, reset, session, instruments, rules,
-                           accounts, smart, overrides, max_clock_jump=jump)
+                           accounts, smart, overrides, max_clock_jump=jump, alerts=alerts)
 
     def _timezone(self, name: Any) -> tuple[str, ZoneInfo | None]:
         node = self.find(("timezone",))[0]
@@ -751,6 +754,37 @@ class _Checker:
                           f"{_fmt_value(node, value)}")
             return []
         return list(value.items())
+
+    def _alerts(self, value: Any) -> tuple[AlertTarget, ...]:
+        """The alerts: block: a list of targets, each URL checked with apprise."""
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            node = self.find(("alerts",))[0]
+            self.at_value(("alerts",), "alerts must be a list of targets (- url: ...), got "
+                          f"{_fmt_value(node, value)}")
+            return ()
+        out: list[AlertTarget] = []
+        for i, raw in enumerate(value):
+            spec = self.model(AlertTargetSpec, raw, ("alerts", i))
+            if spec is None:
+                continue
+            try:
+                out.append(check_target(spec))
+            except UrlProblem as exc:
+                self._at_in_value(("alerts", i, "url"), exc.needle, f"alerts[{i}].url: {exc}")
+        return tuple(out)
+
+    def _at_in_value(self, path: Path_, needle: str | None, message: str) -> None:
+        """An issue at ``needle`` inside a one-line scalar (a ${VAR} in a URL), else at it."""
+        node = self.find(path)[0]
+        if needle and isinstance(node, ScalarNode) and node.start_mark.line == \
+                node.end_mark.line:
+            k = self.text.find(needle, node.start_mark.index, node.end_mark.index)
+            if k >= 0:
+                self.issue_at(k, message)
+                return
+        self.at_value(path, message)
 
     def _known_rule(self, path: Path_) -> bool:
         rid = str(path[-1])
