@@ -69,10 +69,39 @@ _CORE = [
 ]
 
 
+# the day's history, for exports (a trade ledger at tax time) and the daily report's equity curve
+_HISTORY = [
+    """CREATE TABLE fills (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        account TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        qty INTEGER NOT NULL,
+        price REAL NOT NULL,
+        fee REAL NOT NULL,
+        realized_pnl REAL NOT NULL,
+        order_id TEXT NOT NULL,
+        trade_id TEXT
+    )""",
+    "CREATE INDEX fills_account ON fills(account, ts)",
+    "CREATE INDEX fills_ts ON fills(ts)",
+    """CREATE TABLE equity (
+        account TEXT NOT NULL,
+        ts REAL NOT NULL,
+        balance REAL,
+        equity REAL,
+        realized_pnl REAL NOT NULL,
+        unrealized_pnl REAL NOT NULL
+    )""",
+    "CREATE INDEX equity_account ON equity(account, ts)",
+]
+
+
 def _migrations() -> list[list[str]]:
     from riskterm.jobs.schema import JOBS_MIGRATION
 
-    return [_CORE, JOBS_MIGRATION]
+    return [_CORE, JOBS_MIGRATION, _HISTORY]
 
 
 class DatabaseError(Exception):

@@ -1,5 +1,6 @@
 """`riskterm export`: the stored records as CSV or JSON Lines, for a spreadsheet at tax time
-or a post-mortem.
+or a post-mortem; `--kind fill` / `--kind equity` export the trade ledger and the equity
+samples instead (riskterm.ledger).
 
 JSON Lines are the stored bodies exactly as headless stdout printed them. CSV has a fixed,
 documented column list (README, "Exporting records"): `id, ts, kind` and then, in the order of
@@ -24,6 +25,15 @@ from typing import IO, Any
 
 import orjson
 
+from riskterm.ledger import (
+    NOUNS,
+    HistoryFilter,
+    NoHistory,
+    build_history_filter,
+    history_kind,
+    no_history_message,
+    write_history,
+)
 from riskterm.recordquery import (
     QueryError,
     ReadError,
@@ -171,10 +181,20 @@ def write_csv(conn: sqlite3.Connection, flt: RecordFilter, out: IO[str]) -> int:
     return n
 
 
-def export(db: Path, flt: RecordFilter, fmt: str, out: IO[str]) -> int:
-    """Write the matching records of db to out; returns how many."""
+Filter = RecordFilter | HistoryFilter
+
+
+def export(db: Path, flt: Filter, fmt: str, out: IO[str]) -> int:
+    """Write the matching records (or fills, or equity samples) of db to out; returns how
+    many. NoHistory when fills or equity are asked of a database that has none yet."""
     conn = open_records(db)
     try:
+        if isinstance(flt, HistoryFilter):
+            try:
+                return write_history(conn, flt, fmt, out, _cell)
+            except (TypeError, ValueError, OverflowError) as exc:  # a hand-edited row
+                raise ReadError(f"database {db} holds a damaged {flt.kind} row (a time or "
+                                f"a number that is not one): {exc}") from None
         return (write_csv if fmt == "csv" else write_jsonl)(conn, flt, out)
     except sqlite3.Error as exc:
         raise ReadError(f"cannot read database {db}: {exc}") from None
@@ -184,7 +204,7 @@ def export(db: Path, flt: RecordFilter, fmt: str, out: IO[str]) -> int:
         conn.close()
 
 
-def write_atomically(path: Path, db: Path, flt: RecordFilter, fmt: str) -> int:
+def write_atomically(path: Path, db: Path, flt: Filter, fmt: str) -> int:
     """Into a temporary file beside path, renamed over it once complete: a reader never sees a
     half-written export, and a failed or interrupted one leaves path as it was."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -213,8 +233,14 @@ def export_main(args: Any, db: Path) -> int:
     if fmt not in ("csv", "jsonl"):
         _err(f"unknown --format {args.format!r}: use csv or jsonl")
         return EXIT_USAGE
+    flt: Filter
     try:
-        flt = build_filter(args.kind, args.account, args.since, args.until)
+        kind = history_kind(args.kind)
+        if kind is not None:
+            flt = build_history_filter(kind, args.account, args.since, args.until)
+        else:
+            flt = build_filter(args.kind, args.account, args.since, args.until,
+                               more="; or fill or equity, each on its own")
     except QueryError as exc:
         _err(str(exc))
         return EXIT_USAGE
@@ -231,10 +257,15 @@ def export_main(args: Any, db: Path) -> int:
             export(db, flt, fmt, sys.stdout)
         else:
             n = write_atomically(out_path, db, flt, fmt)
-            _err(f"exported {n} record{'s' if n != 1 else ''} to {out_path}")
+            one, many = NOUNS[flt.kind] if isinstance(flt, HistoryFilter) else ("record",
+                                                                                  "records")
+            _err(f"exported {n} {one if n == 1 else many} to {out_path}")
     except QueryError as exc:
         _err(str(exc))
         return EXIT_USAGE
+    except NoHistory:
+        _err(no_history_message(db))
+        return 1
     except ReadError as exc:
         _err(str(exc))
         return 1

@@ -192,6 +192,12 @@ class Recorder:
             out += _multi_row(
                 "INSERT INTO records (kind, ts, account, rule, body)",
                 [_record_row(r, b) for r, b in zip(changes.records, bodies, strict=True)])
+        if changes.fills:
+            out += _multi_row("INSERT INTO fills (ts, account, symbol, side, qty, price, fee, "
+                              "realized_pnl, order_id, trade_id)", changes.fills)
+        if changes.equity:
+            out += _multi_row("INSERT INTO equity (account, ts, balance, equity, realized_pnl, "
+                              "unrealized_pnl)", changes.equity)
         if changes.lockouts_added:
             # a plain INSERT: a lockout row is never replaced (an id in use fails the commit
             # loudly instead of overwriting another lockout; under the engine lock none is)

@@ -34,22 +34,23 @@ class ReadError(Exception):
     """The database could not be read (an I/O error): a runtime failure (exit 1)."""
 
 
-def parse_kinds(text: str | None) -> tuple[str, ...]:
-    """`violation,lockout` -> the kinds in their canonical order; None or "all" -> every kind."""
+def parse_kinds(text: str | None, *, more: str = "") -> tuple[str, ...]:
+    """`violation,lockout` -> the kinds in their canonical order; None or "all" -> every kind.
+    `more` ends the message of an unknown kind (what else the command accepts)."""
     if text is None or text.strip().lower() == "all":
         return KINDS
     wanted = [part.strip().lower() for part in text.split(",") if part.strip()]
     if not wanted:
-        raise QueryError("--kind is empty: give one or more of " + ", ".join(KINDS))
+        raise QueryError("--kind is empty: give one or more of " + ", ".join(KINDS) + more)
     unknown = [k for k in wanted if k not in KINDS]
     if unknown:
         raise QueryError(f"unknown record kind {', '.join(repr(k) for k in unknown)}: "
-                         f"choose from {', '.join(KINDS)} (or all)")
+                         f"choose from {', '.join(KINDS)} (or all){more}")
     return tuple(k for k in KINDS if k in wanted)
 
 
-def parse_time(text: str, option: str, *, end: bool = False) -> str:
-    """A command-line time -> the TS_KEY form (UTC, milliseconds).
+def parse_instant(text: str, option: str, *, end: bool = False) -> datetime:
+    """A command-line time -> an aware UTC instant.
 
     An ISO-8601 instant must carry an offset (`2026-03-02T14:30:00Z`, `...-06:00`). A date
     `YYYY-MM-DD` is that UTC day: from its midnight, or for an end bound (`--until`) up to the
@@ -59,18 +60,22 @@ def parse_time(text: str, option: str, *, end: bool = False) -> str:
         if len(text) == 10 and text[4] == "-" and text[7] == "-":
             day = date.fromisoformat(text)
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            instant = start + timedelta(days=1) if end else start
-        else:
-            instant = datetime.fromisoformat(text)
-            if instant.tzinfo is None or instant.utcoffset() is None:
-                raise QueryError(f"{option} {text!r} has no UTC offset: write it as "
-                                 f"{text}Z for UTC, or with an offset such as {text}-06:00")
-            instant = instant.astimezone(UTC)
+            return start + timedelta(days=1) if end else start
+        instant = datetime.fromisoformat(text)
+        if instant.tzinfo is None or instant.utcoffset() is None:
+            raise QueryError(f"{option} {text!r} has no UTC offset: write it as "
+                             f"{text}Z for UTC, or with an offset such as {text}-06:00")
+        return instant.astimezone(UTC)
     except QueryError:
         raise
     except (ValueError, OverflowError, IndexError):
         raise QueryError(f"{option} {text!r} is not a time: give an ISO-8601 time with an "
                          "offset (2026-03-02T14:30:00Z) or a date (2026-03-02)") from None
+
+
+def parse_time(text: str, option: str, *, end: bool = False) -> str:
+    """A command-line time (parse_instant) -> the TS_KEY form (UTC, milliseconds)."""
+    instant = parse_instant(text, option, end=end)
     return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}"
 
 
@@ -101,9 +106,9 @@ class RecordFilter:
 
 
 def build_filter(kinds: str | None, account: str | None, since: str | None,
-                 until: str | None = None) -> RecordFilter:
+                 until: str | None = None, *, more: str = "") -> RecordFilter:
     f = RecordFilter(
-        kinds=parse_kinds(kinds), account=account,
+        kinds=parse_kinds(kinds, more=more), account=account,
         since=parse_time(since, "--since") if since is not None else None,
         until=parse_time(until, "--until", end=True) if until is not None else None)
     if f.since is not None and f.until is not None and f.until <= f.since:

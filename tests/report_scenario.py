@@ -1,6 +1,8 @@
 """A database made by the real engine for the report tests: a replay of two trading days
 (America/Chicago, reset 17:00) with a loss that breaches the daily limits, a Smart Risk Manager
-job, and an account whose name is HTML (account names are user input)."""
+job, fills with fees (one delivered twice), and an account whose name is HTML (account names are
+user input). ACC-1 reports no equity, so the engine's equity samples follow
+its open P&L at each quote; its balance is updated with the closing fill, as brokers do."""
 
 from __future__ import annotations
 
@@ -39,14 +41,15 @@ def _events() -> list[dict[str, object]]:
 
     return [
         # 2026-02-02: a winning round trip, no records
-        acct("2026-02-02T15:00:00Z", "ACC-1", 50000.0, 50000.0),
+        acct("2026-02-02T15:00:00Z", "ACC-1", 50000.0),
         fill("2026-02-02T15:01:00Z", "ACC-1", "MNQ", "a1", "buy", 1, 20000.0),
         fill("2026-02-02T15:20:00Z", "ACC-1", "MNQ", "a2", "sell", 1, 20050.0),
-        acct("2026-02-02T15:21:00Z", "ACC-1", 50100.0, 50100.0),
+        acct("2026-02-02T15:20:00Z", "ACC-1", 50100.0),
         # 2026-02-03: ACC-1 buys 2 MNQ (over its limit of 1: a job), the market falls
-        acct("2026-02-03T14:30:00Z", "ACC-1", 50100.0, 50100.0),
-        acct("2026-02-03T14:30:00Z", EVIL, 25000.0),  # no equity: balance + open P&L
+        acct("2026-02-03T14:30:00Z", "ACC-1", 50100.0),  # no equity: balance + open P&L
+        acct("2026-02-03T14:30:00Z", EVIL, 25000.0),
         fill("2026-02-03T14:31:00Z", "ACC-1", "MNQ", "1", "buy", 2, 20000.0),
+        fill("2026-02-03T14:31:00Z", "ACC-1", "MNQ", "1", "buy", 2, 20000.0),  # delivered twice
         {"type": "position", "ts": "2026-02-03T14:31:00Z", "account": "ACC-1",
          "symbol": "MNQ", "qty": 2, "avg_price": 20000.0},
         {"type": "quote", "ts": "2026-02-03T14:35:00Z", "symbol": "MNQ", "last": 19900.0},
@@ -55,8 +58,8 @@ def _events() -> list[dict[str, object]]:
         fill("2026-02-03T14:46:00Z", "ACC-1", "MNQ", "2", "sell", 2, 19810.0),
         {"type": "position", "ts": "2026-02-03T14:46:00Z", "account": "ACC-1",
          "symbol": "MNQ", "qty": 0},
-        acct("2026-02-03T14:47:00Z", "ACC-1", 49340.0, 49340.0),
-        fill("2026-02-03T15:00:00Z", EVIL, "ES", "e1", "buy", 1, 6000.0),
+        acct("2026-02-03T14:46:00Z", "ACC-1", 49340.0),
+        {**fill("2026-02-03T15:00:00Z", EVIL, "ES", "e1", "buy", 1, 6000.0), "fee": 2.25},
         {"type": "quote", "ts": "2026-02-03T15:10:00Z", "symbol": "ES", "last": 6004.0},
     ]
 

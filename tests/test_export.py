@@ -1,5 +1,7 @@
 """`riskterm export`: records of a database the real engine wrote, as CSV (parsed back) and JSON
-Lines; filters, bad input, --out, a closed pipe, an engine running meanwhile, the benchmark."""
+Lines; filters, bad input, --out, a closed pipe, an engine running meanwhile, the benchmark; and
+the trade ledger and equity samples (--kind fill / equity) of a replay with fills, fees and a
+duplicate delivery, and of a database from before they were stored."""
 
 from __future__ import annotations
 
@@ -279,6 +281,201 @@ def test_bench_export_reports_records_per_second():
     assert res.returncode == 0, res.stderr
     figures = json.loads(res.stdout)["export"]
     assert figures["records"] == 3000
-    for key in ("records_per_s", "csv_per_s", "jsonl_per_s", "select_body_per_s", "ratio"):
+    assert figures["fills"] == 3000
+    for key in ("records_per_s", "csv_per_s", "jsonl_per_s", "select_body_per_s", "ratio",
+                "fills_per_s", "fills_csv_per_s", "fills_jsonl_per_s", "select_fills_per_s",
+                "fills_ratio"):
         assert isinstance(figures[key], int | float) and figures[key] > 0, (key, figures)
     assert figures["records_per_s"] == min(figures["csv_per_s"], figures["jsonl_per_s"])
+    assert figures["fills_per_s"] == min(figures["fills_csv_per_s"],
+                                         figures["fills_jsonl_per_s"])
+
+
+# -- the trade ledger and the equity samples (--kind fill / equity) --------------------------
+
+LEDGER_RULES = HEADER + "rules:\n  max_contracts_per_instrument: {default_limit: 10}\n"
+ODD = 'B,"2\x1b'  # a comma, a quote and an ESC in an account name
+
+
+def _fill_event(ts: str, account: str, symbol: str, side: str, qty: int, price: float,
+                order_id: str, trade_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    ev = {"type": "fill", "ts": ts, "account": account, "symbol": symbol, "side": side,
+          "qty": qty, "price": price, "order_id": order_id, **extra}
+    if trade_id is not None:
+        ev["trade_id"] = trade_id
+    return ev
+
+
+LEDGER_FILLS = [
+    _fill_event("2026-02-03T15:00:00.250Z", "A1", "MNQ", "buy", 2, 20000.25, "O-1", "T-1",
+                fee=1.48),
+    _fill_event("2026-02-03T15:01:00Z", "A1", "MNQ", "sell", 1, 20010.5, "O-2", "T-2",
+                fee=0.74),
+    _fill_event("2026-02-03T15:02:00Z", ODD, "ES", "buy", 1, 6000.0, "O-3", "T-3", fee=2.25),
+    _fill_event("2026-02-03T15:03:00Z", ODD, "ES", "sell", 1, 6001.25, "O-4", "T-4", fee=2.25,
+                realized_pnl=62.5),  # the broker's figure
+    _fill_event("2026-02-03T15:04:00Z", "A1", "MNQ", "sell", 1, 19990.0, "O-5"),  # no trade id
+    _fill_event("2026-02-04T15:00:00Z", "A1", "MNQ", "buy", 1, 20100.0, "O-6", "T-6", fee=0.74),
+]
+DUPLICATE = {**LEDGER_FILLS[1], "ts": "2026-02-03T15:01:30Z"}  # T-2 delivered again
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("ledger")
+    rules, events, db = tmp / "rules.yaml", tmp / "events.jsonl", tmp / "ledger.db"
+    rules.write_text(LEDGER_RULES)
+    lines = [{"type": "account", "ts": "2026-02-03T14:59:00Z", "account": "A1",
+              "balance": 10000.0},
+             {"type": "account", "ts": "2026-02-03T14:59:00Z", "account": ODD,
+              "balance": 20000.0}]
+    lines += [*LEDGER_FILLS[:2], DUPLICATE, *LEDGER_FILLS[2:]]
+    lines.insert(6, {"type": "quote", "ts": "2026-02-03T15:02:30Z", "symbol": "ES",
+                     "last": 6002.0})
+    events.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    res = riskterm("--no-ui", "--source", f"replay:{events}", "--rules", str(rules), "--db",
+                   str(db))
+    assert res.returncode == 0, res.stderr
+    return {"db": db, "tmp": tmp}
+
+
+def export_ledger(ledger: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return riskterm("export", "--db", str(ledger["db"]), *args)
+
+
+def test_the_exported_fills_are_the_input_fills_one_to_one(ledger):
+    from riskterm.ledger import FILL_COLUMNS
+
+    res = export_ledger(ledger, "--kind", "fill", "--format", "csv")
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert res.stdout.splitlines()[0] == ("id,ts,account,symbol,side,qty,price,fee,"
+                                          "realized_pnl,order_id,trade_id")
+    header, rows = parse_csv(res.stdout)
+    assert header == list(FILL_COLUMNS)
+    # every fill once, in the order applied: the second delivery of T-2 is not there
+    assert len(rows) == len(LEDGER_FILLS)
+    assert [r["trade_id"] for r in rows].count("T-2") == 1
+    for row, ev in zip(rows, LEDGER_FILLS, strict=True):
+        assert row["ts"] == ev["ts"]
+        assert row["account"] == ev["account"].replace("\x1b", "\\x1b")
+        assert (row["symbol"], row["side"], row["order_id"]) == (ev["symbol"], ev["side"],
+                                                                 ev["order_id"])
+        assert int(row["qty"]) == ev["qty"]
+        assert float(row["price"]) == ev["price"]
+        assert float(row["fee"]) == ev.get("fee", 0.0)
+        assert row["trade_id"] == ev.get("trade_id", "")
+    assert [int(r["id"]) for r in rows] == sorted(int(r["id"]) for r in rows)
+    # realized P&L before the fee: the engine's average-cost figure (MNQ: 2 $ a point), or
+    # the broker's when the fill carried one; an opening fill realizes nothing
+    assert [float(r["realized_pnl"]) for r in rows] == [0.0, 20.5, 0.0, 62.5, -20.5, 0.0]
+    assert "\x1b" not in res.stdout
+
+    jsonl = export_ledger(ledger, "--kind", "fills", "--format", "jsonl")
+    assert jsonl.returncode == 0, jsonl.stderr
+    objs = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert [list(o) for o in objs] == [list(FILL_COLUMNS)] * len(LEDGER_FILLS)
+    for obj, row, ev in zip(objs, rows, LEDGER_FILLS, strict=True):
+        assert obj["id"] == int(row["id"]) and obj["ts"] == ev["ts"]
+        assert obj["account"] == ev["account"]  # JSON keeps the text, its ESC escaped
+        assert (obj["qty"], obj["price"], obj["fee"]) == (ev["qty"], ev["price"],
+                                                          ev.get("fee", 0.0))
+        assert obj["trade_id"] == ev.get("trade_id")  # null when the broker gave none
+    assert "\x1b" not in jsonl.stdout
+
+
+def test_fill_filters(ledger):
+    def trade_ids(*args: str) -> list[str | None]:
+        res = export_ledger(ledger, "--kind", "fill", "--format", "jsonl", *args)
+        assert res.returncode == 0, res.stderr
+        return [json.loads(line)["trade_id"] for line in res.stdout.splitlines()]
+
+    assert trade_ids("--account", "A1") == ["T-1", "T-2", None, "T-6"]
+    assert trade_ids("--account", ODD) == ["T-3", "T-4"]
+    assert trade_ids("--since", "2026-02-04") == ["T-6"]
+    assert trade_ids("--until", "2026-02-03") == ["T-1", "T-2", "T-3", "T-4", None]
+    # the millisecond the ts shows: --since inclusive, --until exclusive, offsets honoured
+    assert trade_ids("--since", "2026-02-03T15:00:00.250Z", "--until",
+                     "2026-02-03T09:02:00-06:00") == ["T-1", "T-2"]
+    assert trade_ids("--since", "2026-02-03T15:00:00.251Z", "--account", "A1",
+                     "--until", "2026-02-03") == ["T-2", None]  # a date: to its end
+    assert trade_ids("--account", "nobody") == []
+    res = export_ledger(ledger, "--kind", "fill", "--format", "csv", "--account", "nobody")
+    assert res.stdout == "id,ts,account,symbol,side,qty,price,fee,realized_pnl,order_id,trade_id\n"
+
+
+def test_equity_samples_export(ledger):
+    from riskterm.ledger import EQUITY_COLUMNS
+    from riskterm.timefmt import iso
+
+    with sqlite3.connect(ledger["db"]) as conn:
+        stored = conn.execute("SELECT ts, account, balance, equity, realized_pnl, "
+                              "unrealized_pnl FROM equity ORDER BY rowid").fetchall()
+    conn.close()
+    assert {row[1] for row in stored} == {"A1", ODD}
+    res = export_ledger(ledger, "--kind", "equity", "--format", "csv")
+    assert res.returncode == 0, res.stderr
+    header, rows = parse_csv(res.stdout)
+    assert header == list(EQUITY_COLUMNS) == ["ts", "account", "balance", "equity",
+                                              "realized_pnl", "unrealized_pnl"]
+    assert [(r["ts"], r["account"], float(r["balance"]), float(r["equity"]),
+             float(r["realized_pnl"]), float(r["unrealized_pnl"])) for r in rows] == [
+        (iso(ts), acct.replace("\x1b", "\\x1b"), b, e, rp, up)
+        for ts, acct, b, e, rp, up in stored]
+    odd = [r for r in rows if r["account"].startswith("B")]
+    # the ES position opened at 6000 and marked at 6002 (ES: 50 $ a point) is in a sample
+    assert any(float(r["unrealized_pnl"]) == 100.0 for r in odd)
+    res = export_ledger(ledger, "--kind", "equity", "--format", "jsonl", "--account", "A1")
+    objs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert objs and [list(o) for o in objs] == [list(EQUITY_COLUMNS)] * len(objs)
+    assert [o["ts"] for o in objs] == [iso(row[0]) for row in stored if row[1] == "A1"]
+
+
+def test_ledger_out_names_what_it_wrote(ledger, tmp_path):
+    out = tmp_path / "fills.csv"
+    res = export_ledger(ledger, "--kind", "fill", "--format", "csv", "--out", str(out))
+    assert res.returncode == 0 and res.stdout == ""
+    assert f"exported {len(LEDGER_FILLS)} fills to {out}" in res.stderr
+    assert out.read_text() == export_ledger(ledger, "--kind", "fill", "--format", "csv").stdout
+    res = export_ledger(ledger, "--kind", "equity", "--format", "csv", "--out", str(out),
+                        "--account", "nobody")
+    assert "exported 0 equity samples" in res.stderr
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("fill,violation", "fill and equity are exported each on its own"),
+    ("equity,fills", "fill and equity are exported each on its own"),
+    ("fill,nonsense", "fill and equity are exported each on its own"),
+    ("trades", "or fill or equity, each on its own"),
+])
+def test_ledger_kinds_are_exported_alone(ledger, kind, message):
+    res = export_ledger(ledger, "--kind", kind, "--format", "csv")
+    assert res.returncode == 2 and message in res.stderr and res.stdout == ""
+
+
+def test_an_old_database_has_no_fill_history_yet(ledger, tmp_path):
+    """A database of schema version 2 (before fills and equity were stored): the ledger says
+    so, exit 1, no output and no file; its records still export."""
+    old = tmp_path / "old.db"
+    with sqlite3.connect(ledger["db"]) as src, sqlite3.connect(old) as dst:
+        src.backup(dst)
+        dst.executescript("DROP TABLE fills; DROP TABLE equity; PRAGMA user_version = 2;")
+    src.close()
+    dst.close()
+    for kind in ("fill", "equity"):
+        for fmt in ("csv", "jsonl"):
+            res = riskterm("export", "--db", str(old), "--kind", kind, "--format", fmt)
+            assert res.returncode == 1, res.stderr
+            assert res.stdout == "" and "Traceback" not in res.stderr
+            assert f"{old} has no fill history yet" in res.stderr
+            assert "older riskterm" in res.stderr
+    out = tmp_path / "fills.csv"
+    res = riskterm("export", "--db", str(old), "--kind", "fill", "--format", "csv", "--out",
+                   str(out))
+    assert res.returncode == 1 and "no fill history yet" in res.stderr
+    assert not [p.name for p in tmp_path.iterdir() if "fills" in p.name]  # nor a .part
+    res = riskterm("export", "--db", str(old), "--format", "jsonl")
+    assert res.returncode == 0 and res.stdout == export_ledger(ledger, "--format",
+                                                               "jsonl").stdout
+    with sqlite3.connect(old) as conn:  # a reader never migrates
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()

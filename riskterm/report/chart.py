@@ -1,4 +1,4 @@
-"""The equity chart of one account as inline SVG: the derived curve, the limit lines, lockout
+"""The equity chart of one account as inline SVG: the equity curve, the limit lines, lockout
 bands and a strip of the day's records. Every text is escaped here (account names and messages
 come from the database, which holds user input)."""
 
@@ -16,6 +16,7 @@ W, H = 960, 330
 LEFT, RIGHT, TOP = 86, 16, 14
 PLOT_BOTTOM = 250  # the curve's area ends here; the record strip and the time axis below
 STRIP = (262, 282)
+MAX_MARKERS = 600  # a dot (with its hover text) per point up to this many; past it the line only
 
 MARK_CLASS = {"violation": "m-violation", "warning": "m-warning", "enforcement": "m-enforcement",
               "lockout": "m-lockout", "unlock": "m-unlock", "job": "m-job"}
@@ -115,7 +116,7 @@ def _curve(out: list[str], acct: AccountDay, yr: tuple[float, float],
     if acct.points:
         path = " ".join(f"{fx(p.ts):.1f},{fy(p.equity):.1f}" for p in acct.points)
         out.append(f'<polyline class="curve" points="{path}"/>')
-        for p in acct.points:
+        for p in acct.points if len(acct.points) <= MAX_MARKERS else ():
             out.append(f'<circle class="pt" cx="{fx(p.ts):.1f}" cy="{fy(p.equity):.1f}" r="3.5">'
                        f'<title>{p.equity:,.2f}: {escape(p.source)}</title></circle>')
 

@@ -40,8 +40,14 @@ def _env(tz: ZoneInfo) -> jinja2.Environment:
     def compact(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
+    def price(value: Any) -> str:
+        """A fill price as the broker gave it (a tick of 0.25 or 0.03125 keeps its digits)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "n/a"
+        return f"{value:,.2f}" if round(value, 2) == value else f"{value:,}"
+
     env.filters.update(local=local, money=money, utc=lambda ts: "" if ts is None else iso(ts),
-                       compact=compact)
+                       compact=compact, price=price)
     return env
 
 

@@ -2,7 +2,11 @@
 
 What the database holds (riskterm/db.py, riskterm/recorder.py, riskterm/jobs/schema.py):
 - records: every record of CONTRACT section 2 with its ISO `ts`, kind, account and rule; the body
-  is the record as JSON. This is the only history: fills, quotes and equity are not stored.
+  is the record as JSON.
+- fills / equity (schema version 3): every fill as applied, and the engine's samples of each
+  account's balance, equity and P&L (at most one a minute of engine time, when it moved). A database
+  an older riskterm wrote has neither until a newer engine opens it (readers never migrate):
+  DayRows.history is then False and the report derives what it can from the rest.
 - accounts / positions / engine_state: the state as of the last commit (one row per account,
   overwritten), with the day's start-of-day balance, realized P&L, the trade ids of the day, the
   trailing-drawdown mark, and the last mark of each symbol.
@@ -22,7 +26,7 @@ from typing import Any
 
 from riskterm.timefmt import parse_iso
 
-SCHEMA_VERSION = 2  # the version this reader knows (riskterm.db's migrations)
+SCHEMA_VERSION = 3  # the version this reader knows (riskterm.db's migrations)
 _CORE_TABLES = {"records", "accounts", "positions", "lockouts", "engine_state"}
 
 
@@ -66,6 +70,33 @@ class LockoutRow:
 
 
 @dataclass
+class FillRow:
+    """A row of the fills table; realized_pnl is before the fee."""
+
+    id: int
+    ts: float
+    symbol: str
+    side: str
+    qty: int
+    price: float
+    fee: float
+    realized_pnl: float
+    order_id: str
+    trade_id: str | None
+
+
+@dataclass
+class Sample:
+    """A row of the equity table: one account's state at one instant."""
+
+    ts: float
+    balance: float | None
+    equity: float | None
+    realized: float
+    unrealized: float
+
+
+@dataclass
 class DayRows:
     """Everything stored about one trading day [start, end)."""
 
@@ -78,6 +109,9 @@ class DayRows:
     positions: dict[str, list[tuple[str, int, float]]]  # account -> open (symbol, qty, avg)
     marks: dict[str, float]  # symbol -> last mark the engine kept
     clock: float | None  # the engine clock of the last commit
+    history: bool = False  # the database has the fills and equity tables
+    fills: dict[str, list[FillRow]] = field(default_factory=dict)  # account -> the day's fills
+    samples: dict[str, list[Sample]] = field(default_factory=dict)  # account -> in time order
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -124,10 +158,11 @@ def latest_record_ts(conn: sqlite3.Connection) -> float | None:
         t = _epoch(ts)
         if t is not None and (best is None or t > best):
             best = t
-    if _has_table(conn, "jobs"):
-        row = conn.execute("SELECT MAX(created_at) FROM jobs").fetchone()
-        if row and row[0] is not None and (best is None or row[0] > best):
-            best = float(row[0])
+    for table, column in (("jobs", "created_at"), ("fills", "ts")):  # both indexed
+        if _has_table(conn, table):
+            row = conn.execute(f"SELECT MAX({column}) FROM {table}").fetchone()
+            if row and isinstance(row[0], (int, float)) and (best is None or row[0] > best):
+                best = float(row[0])
     return best
 
 
@@ -189,8 +224,32 @@ def load_day(conn: sqlite3.Connection, start: float, end: float) -> DayRows:
     marks = {str(k): float(v) for k, v in (engine.get("marks") or {}).items()
              if isinstance(v, (int, float))}
     clock = _loads(state.get("clock"), {}).get("ts")
-    return DayRows(start, end, records, jobs, lockouts, accounts, positions, marks,
+    rows = DayRows(start, end, records, jobs, lockouts, accounts, positions, marks,
                    float(clock) if isinstance(clock, (int, float)) else None)
+    if _has_table(conn, "fills") and _has_table(conn, "equity"):
+        _load_history(conn, rows)
+    return rows
+
+
+def _load_history(conn: sqlite3.Connection, rows: DayRows) -> None:
+    rows.history = True
+    span = (rows.start, rows.end)
+    for fid, ts, account, symbol, side, qty, price, fee, realized, oid, tid in conn.execute(
+            "SELECT id, ts, account, symbol, side, qty, price, fee, realized_pnl, order_id, "
+            "trade_id FROM fills WHERE ts >= ? AND ts < ? ORDER BY id", span):
+        rows.fills.setdefault(account, []).append(
+            FillRow(fid, ts, symbol, side, qty, price, fee, realized, oid, tid))
+    # by account, over its index: the equity table has no index on time alone, and every
+    # account with samples has a row (the engine writes an account's row with its first event)
+    names = set(rows.accounts) | set(rows.fills)
+    names.update(rec["account"] for _, rec in rows.records
+                 if isinstance(rec.get("account"), str))
+    for name in sorted(names):
+        samples = [Sample(*row) for row in conn.execute(
+            "SELECT ts, balance, equity, realized_pnl, unrealized_pnl FROM equity "
+            "WHERE account = ? AND ts >= ? AND ts < ? ORDER BY ts, rowid", (name, *span))]
+        if samples:
+            rows.samples[name] = samples
 
 
 def _load_jobs(conn: sqlite3.Connection, start: float, end: float) -> list[Job]:
