@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 import time
@@ -16,7 +17,8 @@ EXIT_USAGE = 2
 
 _COMMON: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--no-ui",), {"action": "store_true", "help": "run headless: JSON Lines on stdout"}),
-    (("--source",), {"help": "sim (default), replay:PATH, or - for stdin"}),
+    (("--source",), {"help": "sim (default), replay:PATH, - for stdin, projectx, or a plugin's "
+                               "NAME[:ARG] (entry point group riskterm.brokers)"}),
     (("--rules",), {"help": "rules file (default ./rules.yaml, else the packaged default)"}),
     (("--db",), {"help": "SQLite database file"}),
     (("--seed",), {"type": int, "help": "simulator seed"}),
@@ -69,6 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
     jp.add_argument("--instructions")
     bench = sub.add_parser("bench", parents=[common], help="run the built-in benchmarks")
     bench.add_argument("--only", nargs="+", metavar="NAME")
+    alerts = sub.add_parser("alerts", parents=[common], help="the alert targets (alerts: block)")
+    asub = alerts.add_subparsers(dest="alerts_command", required=True)
+    asub.add_parser("test", parents=[common], help="send a test message to every alert target")
+    p = sub.add_parser("export", parents=[common], help="write stored records as CSV or JSONL")
+    p.add_argument("--kind", metavar="KIND[,KIND...]",
+                   help="record kinds (default all); or fill, or equity, on its own")
+    p.add_argument("--account", help="only this account's records")
+    p.add_argument("--since", metavar="T", help="from this time (ISO-8601 with offset, or a date)")
+    p.add_argument("--until", metavar="T", help="before this time (a date: to its end)")
+    p.add_argument("--format", required=True, metavar="csv|jsonl")
+    p.add_argument("--out", metavar="PATH", help="write to PATH (atomically), not stdout")
+    p = sub.add_parser("tail", parents=[common], help="follow the records of a running engine")
+    p.add_argument("--kind", metavar="KIND[,KIND...]", help="record kinds (default all)")
+    p.add_argument("--account", help="only this account's records")
+    p.add_argument("--since", metavar="T", help="start at this time, not now")
+    p.add_argument("--pretty", action="store_true", help="one readable line per record")
+    p = sub.add_parser("report", parents=[common], help="write a trading day's report as HTML")
+    p.add_argument("--day", metavar="YYYY-MM-DD", help="trading day (default the latest with data)")
+    p.add_argument("--out", metavar="PATH", help="default riskterm-report-DAY.html; - for stdout")
+    p = sub.add_parser("serve", parents=[common], help="serve the dashboard to a web browser")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     return parser
 
 
@@ -87,9 +111,15 @@ def _data_dir() -> Path:
 
 
 def default_db(source: str) -> Path:
-    """Live sources share one database; a replay gets a fresh one so it inherits nothing."""
-    if source == "sim":
+    """A live broker has a database of its own (the simulator's is riskterm.db, ProjectX's
+    riskterm-projectx.db); a replay gets a fresh one so it inherits nothing."""
+    from riskterm.brokers import registry
+
+    name = registry.split(source)[0]
+    if name == "sim":
         return _data_dir() / "riskterm.db"
+    if name not in registry.REPLAYS:
+        return _data_dir() / f"riskterm-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.db"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return _data_dir() / "replays" / f"replay-{stamp}-{os.getpid()}.db"
 
@@ -135,13 +165,37 @@ def _main(argv: list[str] | None) -> int:
             from riskterm.bench import bench_main
 
             return bench_main(args)
+        if args.command == "alerts":
+            from riskterm.alerts.cli import alerts_main
+
+            return alerts_main(args)
+        if args.command in ("export", "tail"):  # read an existing database, never create one
+            if not (db := _db_for_admin(args)).is_file():
+                return _no_database(db)
+            from riskterm.exports import export_main
+            from riskterm.tail import tail_main
+
+            return (export_main if args.command == "export" else tail_main)(args, db)
+        if args.command == "report":
+            from riskterm.report.command import report_main
+
+            return report_main(args, _db_for_admin(args))
+        if args.command == "serve":
+            from riskterm.serve import serve_main
+
+            return serve_main(args)
         return _run(args)
     except KeyboardInterrupt:
         return 130
 
 
 def _db_for_admin(args: argparse.Namespace) -> Path:
-    return Path(args.db) if args.db else _data_dir() / "riskterm.db"
+    """--db, else the live database of --source (the simulator's by default)."""
+    if args.db:
+        return Path(args.db)
+    source = args.source if args.source not in (None, "-") and not str(
+        args.source).startswith("replay:") else "sim"
+    return default_db(source)
 
 
 def _no_database(db: Path) -> int:
@@ -241,12 +295,15 @@ async def _unlock(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from riskterm.brokers import registry
     from riskterm.config import RulesError, load_rules, resolve_rules_path
     from riskterm.host import RunOptions
 
     source = args.source
-    if source != "sim" and source != "-" and not source.startswith("replay:"):
-        _err(f"unknown source {source!r}: use sim, replay:PATH or -")
+    try:
+        registry.check(source)
+    except registry.UnknownSource as exc:
+        _err(str(exc))
         return EXIT_USAGE
     if source.startswith("replay:"):
         path = Path(source.split(":", 1)[1])
@@ -333,6 +390,7 @@ def _stdout_sink(batch: list[tuple[dict[str, Any], str]]) -> None:
 
 
 async def run_headless(opts: Any, config: Any, *, announce_db: bool = False) -> int:
+    from riskterm.brokers.base import BrokerStartError
     from riskterm.db import DatabaseError, DatabaseInUse
     from riskterm.host import EngineHost, SourceError
     from riskterm.jobs.store import StorageError as JobStorageError
@@ -345,6 +403,10 @@ async def run_headless(opts: Any, config: Any, *, announce_db: bool = False) -> 
         await host.open()
     except DatabaseInUse as exc:  # another engine runs on this database: a usage conflict
         _err(str(exc))
+        return EXIT_USAGE
+    except BrokerStartError as exc:  # a missing setting, a refused login: say why, exit 2
+        _err(str(exc))
+        await _abandon(host)
         return EXIT_USAGE
     except storage_errors as exc:  # unwritable, read-only or full: say why, exit 1
         text = str(exc)

@@ -16,17 +16,21 @@ holds for the event that wrote it, so the records still show one close per posit
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from riskterm.broker import (
+from riskterm.brokers.base import (
     BrokerError,
     CancelOrder,
     Command,
+    Flatten,
     LimitOrder,
     MarketOrder,
     OrderNotWorking,
+    OutcomeUnknown,
     StopOrder,
+    parts,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +44,8 @@ if TYPE_CHECKING:
 IN_FLIGHT_SECONDS = 30.0
 PRUNE_AT = 4096  # ledger entries before a pass drops the lapsed ones
 RETRY_DELAYS = (1.0, 3.0)  # engine-clock seconds before the 2nd and 3rd attempt of a failed action
+
+PENDING = "pending"  # internal: sent to a live broker, its confirmation awaited (never stored)
 
 Token = tuple[int, float] | None  # a dry run's entry holds for one event: (event no., clock)
 
@@ -72,6 +78,9 @@ class Enforcer:
         self.inflight: dict[tuple[str, str | None], dict[str, tuple[float, Token]]] = {}
         self._token_seen: Token = None
         self._prune_at = PRUNE_AT
+        # what _send left for the record being made: (awaitables, errors so far, key)
+        self._unconfirmed: tuple[list[tuple[Command, Awaitable[str | None]]], list[str],
+                                 tuple[str, str, str | None] | None] | None = None
 
     # -- the in-flight ledger ----------------------------------------------------------------
 
@@ -138,15 +147,16 @@ class Enforcer:
         """A command went out (or would have, in a dry run): it is in flight now."""
         until, token = self.engine.clock + IN_FLIGHT_SECONDS, self._token()
         self._forget_lapsed(token)
-        if isinstance(command, CancelOrder):
-            self.cancelling[(command.account, command.order_id)] = (until, token)
-        elif isinstance(command, MarketOrder):
-            target = (command.account, command.symbol)
-            entry = self.in_flight_close(command.account, command.symbol, command.side)
-            qty = command.qty + (entry.qty if entry is not None else 0)
-            self.closing[target] = Closing(qty, command.side, until, token, by)
-        elif key is not None:
-            self.inflight.setdefault((key[1], key[2]), {})[key[0]] = (until, token)
+        for part in parts(command):
+            if isinstance(part, CancelOrder):
+                self.cancelling[(part.account, part.order_id)] = (until, token)
+            elif isinstance(part, MarketOrder):
+                target = (part.account, part.symbol)
+                entry = self.in_flight_close(part.account, part.symbol, part.side)
+                qty = part.qty + (entry.qty if entry is not None else 0)
+                self.closing[target] = Closing(qty, part.side, until, token, by)
+            elif key is not None:
+                self.inflight.setdefault((key[1], key[2]), {})[key[0]] = (until, token)
 
     def filled(self, account: str, symbol: str, side: str, qty: int) -> None:
         """A fill on the closing side draws down what is in flight for the position."""
@@ -178,17 +188,22 @@ class Enforcer:
     def _send(self, commands: list[Command], key: tuple[str, str, str | None] | None = None,
               by: str = "") -> tuple[str, str]:
         """Submit commands; returns (status, error detail or ''). Each command that goes out is
-        in flight from then on, whatever happens to the others."""
+        in flight from then on, whatever happens to the others. A broker that confirms later
+        (a live one: submit returns an awaitable) makes the status PENDING; the awaitables wait
+        in `self._unconfirmed` for the record `_record` makes next (see `run`)."""
         broker = self.engine.broker
+        if not getattr(broker, "flattens", False):  # a flatten as its orders, one at a time
+            commands = [part for command in commands for part in parts(command)]
         if not broker.executes:
             for command in commands:
                 broker.submit(command)
                 self._mark(command, key, by)
             return "dry_run", ""
         errors = []
+        waiting: list[tuple[Command, Awaitable[str | None]]] = []
         for command in commands:
             try:
-                broker.submit(command)
+                answer = broker.submit(command)
             except OrderNotWorking:
                 continue  # it went away on its own: the goal is reached
             except BrokerError as exc:
@@ -198,9 +213,56 @@ class Enforcer:
                 errors.append(f"broker error: {exc!r}")
                 continue
             self._mark(command, key, by)
+            if answer is not None:
+                waiting.append((command, answer))
+        if waiting:
+            self._unconfirmed = (waiting, errors, key)
+            return PENDING, ""
         if errors:
             return "failed", "; ".join(errors)
         return "ok", ""
+
+    def _unmark(self, command: Command, key: tuple[str, str, str | None] | None) -> None:
+        """A command the broker refused never went out: it is no longer in flight."""
+        for part in parts(command):
+            if isinstance(part, CancelOrder):
+                self.cancelling.pop((part.account, part.order_id), None)
+            elif isinstance(part, MarketOrder):
+                entry = self.closing.get((part.account, part.symbol))
+                if entry is not None and entry.side == part.side:
+                    entry.qty -= part.qty
+                    if entry.qty <= 0:
+                        del self.closing[(part.account, part.symbol)]
+            elif key is not None:
+                entries = self.inflight.get((key[1], key[2]))
+                if entries is not None:
+                    entries.pop(key[0], None)
+
+    def confirmed(self, rec: dict[str, Any], outcomes: list[tuple[Command, BaseException | str
+                                                                  | None]],
+                  errors: list[str], key: tuple[str, str, str | None] | None) -> None:
+        """The broker answered every command of a PENDING record: make it `ok` or `failed`
+        (with the broker's reasons). A refused command is taken off the in-flight ledger; one
+        whose outcome is unknown stays on it, so it is never sent twice."""
+        notes = []
+        for command, outcome in outcomes:
+            if isinstance(outcome, OrderNotWorking):
+                continue
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, OutcomeUnknown):
+                    self._unmark(command, key)
+                errors.append(str(outcome) if isinstance(outcome, BrokerError)
+                              else f"broker error: {outcome!r}")
+            elif outcome:
+                notes.append(str(outcome))
+        if errors:
+            rec["status"] = "failed"
+            rec["detail"] = "; ".join(errors) if not rec["detail"] else (
+                f"{rec['detail']} — failed: {'; '.join(errors)}")
+        else:
+            rec["status"] = "ok"
+            if notes:
+                rec["detail"] += f" (broker: {'; '.join(notes)})"
 
     def _record(
         self,
@@ -233,18 +295,36 @@ class Enforcer:
         if not acct.reported:  # CONTRACT section 9: an account the broker does not report
             return self._record(action, rule, acct.name, symbol, order_id, "skipped",
                                 f"{acct.name} is not reported by the broker; nothing sent")
+        self._unconfirmed = None
         rec = handler(rule, acct, symbol, order_id, target_qty, **extra)
         attempt = extra.pop("_attempt", 1)
-        if rec is not None and rec["status"] == "failed" and attempt <= len(RETRY_DELAYS):
+        retry = (action, rule, acct.name, symbol, order_id, target_qty,
+                 {**extra, "_attempt": attempt + 1})
+        if rec is not None and rec["status"] == PENDING and self._unconfirmed is not None:
+            waiting, errors, key = self._unconfirmed
+            self._unconfirmed = None
+
+            def done(outcomes: list[tuple[Command, BaseException | str | None]]) -> None:
+                self.confirmed(rec, outcomes, errors, key)
+                self._settled(rec, attempt, retry)
+
+            self.engine.await_confirmation(rec, waiting, done)
+        elif rec is not None:
+            self._settled(rec, attempt, retry)
+        return rec
+
+    def _settled(self, rec: dict[str, Any], attempt: int, retry: tuple[Any, ...]) -> None:
+        """The record's final status is known: a failure is tried again later (the retry
+        re-checks what is still needed), at most len(RETRY_DELAYS) times."""
+        if rec["status"] != "failed":
+            return
+        if attempt <= len(RETRY_DELAYS):
             # the violation stands; try again later (the retry re-checks what is still needed)
             rec["detail"] += f" (attempt {attempt}, retrying in {RETRY_DELAYS[attempt - 1]:g}s)"
-            retry = (action, rule, acct.name, symbol, order_id, target_qty,
-                     {**extra, "_attempt": attempt + 1})
             self.engine.schedule(self.engine.clock + RETRY_DELAYS[attempt - 1], self._retry,
                                  retry)
-        elif rec is not None and rec["status"] == "failed":
+        else:
             rec["detail"] += f" (attempt {attempt}, giving up)"
-        return rec
 
     def _retry(self, args: tuple[Any, ...]) -> None:
         action, rule, account, symbol, order_id, target_qty, extra = args
@@ -303,7 +383,8 @@ class Enforcer:
                       f"{name} will hold {abs(qty) - entry.qty} of {abs(qty)}")
             return self._record(action, rule, name, symbol, None, "skipped", detail)
         side = _close_side(qty)
-        status, err = self._send([MarketOrder(name, symbol, side, excess, rule)],
+        intent = "close" if reduce_to == 0 else "reduce"
+        status, err = self._send([MarketOrder(name, symbol, side, excess, rule, intent)],
                                  by=f"{action} by {rule}")
         goal = "to close" if reduce_to == 0 else f"to reach {reduce_to}"
         detail = err or f"{side} {excess} {symbol} {goal}" + (
@@ -322,20 +403,22 @@ class Enforcer:
             return self._record("flatten", rule, name, symbol, None, "skipped",
                                 f"{name} is already flat with no working orders")
         order_ids = [oid for oid in acct.orders if not self._cancel_pending(name, oid)]
-        commands: list[Command] = [CancelOrder(name, oid) for oid in order_ids]
+        cancels = tuple(CancelOrder(name, oid) for oid in order_ids)
+        closes: list[MarketOrder] = []
         closed, closing = [], []
         for sym in sorted(acct.positions):
             qty, open_qty, entry = self._to_close(acct, sym)
             if entry is not None:
                 closing.append(f"{entry.qty} {sym} ({entry.by})")
             if open_qty > 0:
-                commands.append(MarketOrder(name, sym, _close_side(qty), open_qty, rule))
+                closes.append(MarketOrder(name, sym, _close_side(qty), open_qty, rule))
                 closed.append(f"{open_qty} {sym} {'long' if qty > 0 else 'short'}")
         in_flight = "already in flight: " + ", ".join(closing) if closing else ""
-        if not commands:
+        if not cancels and not closes:
             detail = "flatten already in flight" + (f" ({in_flight})" if in_flight else "")
             return self._record("flatten", rule, name, symbol, None, "skipped", detail)
-        status, err = self._send(commands, by=f"flatten by {rule}")
+        status, err = self._send([Flatten(name, cancels, tuple(closes), rule)],
+                                 by=f"flatten by {rule}")
         parts = []
         if closed:
             parts.append("closed " + ", ".join(closed))

@@ -18,10 +18,11 @@ from typing import Any
 
 from riskterm.account import AccountState
 from riskterm.book import Order, Position
-from riskterm.broker import Broker
+from riskterm.brokers.base import Broker, Snapshot
 from riskterm.calendar import TradingCalendar
 from riskterm.config import RulesConfig
-from riskterm.enforcement import Enforcer
+from riskterm.confirmations import Confirmations
+from riskterm.enforcement import PENDING, Enforcer
 from riskterm.events import BelowZero
 from riskterm.lockouts import Lockout, LockoutBook
 from riskterm.rules import rule_classes
@@ -41,6 +42,7 @@ class _LockSpec:
 NO_LOCKOUT = _LockSpec("none")
 INF = float("inf")
 PRICE_HISTORY = 50
+EQUITY_EVERY = 60.0  # seconds of engine time between two equity samples of an account
 CATCH_UP = 3 * 86400.0  # a clock jump longer than this collapses recurring calendar timers
 
 
@@ -55,25 +57,15 @@ class Changes:
     lockouts_lifted: list[tuple[int, float, str]] = field(default_factory=list)
     engine_state: str | None = None
     cursor: int | None = None  # last input line processed (replays), committed with the rest
+    fills: list[tuple[Any, ...]] = field(default_factory=list)  # the fills table's rows
+    equity: list[tuple[Any, ...]] = field(default_factory=list)  # the equity table's rows
 
     def __bool__(self) -> bool:
         return bool(
-            self.records or self.accounts or self.positions or self.lockouts_added
+            self.records or self.fills or self.equity or self.accounts or self.positions
+            or self.lockouts_added
             or self.lockouts_lifted or self.engine_state is not None or self.cursor is not None
         )
-
-
-@dataclass
-class Snapshot:
-    """A broker's complete statement of what exists, read on every connect (CONTRACT section 9):
-    accounts {account, balance?, equity?}, positions {account, symbol, qty, avg_price?} and
-    working orders (order_placed's fields, without type and ts). What it does not list does
-    not exist at the broker."""
-
-    ts: float
-    accounts: list[dict[str, Any]] = field(default_factory=list)
-    positions: list[dict[str, Any]] = field(default_factory=list)
-    orders: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -100,6 +92,17 @@ class Engine:
         self.wall = wall
         self.enqueue_job = enqueue_job
         self.enforcer = Enforcer(self)
+        # enforcements a live broker has yet to confirm (riskterm.confirmations); while any
+        # waits, the records from it on and every state change wait with it (take_changes)
+        self.confirmations = Confirmations()
+        self.unconfirmed = 0
+        self._adopting: set[str] = set()  # accounts a snapshot introduces (resync)
+        # history for exports and reports: fills as applied, and each account's equity every
+        # EQUITY_EVERY seconds of engine time when it moved
+        self._fills: list[tuple[Any, ...]] = []
+        self._equity: list[tuple[Any, ...]] = []
+        self._sampled: dict[str, tuple[float, float | None, float]] = {}  # (ts, equity, real.)
+        self._advancing_to = 0.0  # the `now` advance() is moving the clock to
         self.accounts: dict[str, AccountState] = {}
         self.marks: dict[str, float] = {}
         self.holders: dict[str, dict[str, Position]] = {}  # symbol -> account -> open position
@@ -277,10 +280,13 @@ class Engine:
                 self._dirty_accounts.add(name)
             self._drop(acct, set(), set(), None)
         ts = now
+        # an account new to this book has nothing its positions could drift from: adopted
+        self._adopting = names - self.accounts.keys()
         for a in snap.accounts:
             self.process({**a, "type": "account", "ts": ts})
         for p in snap.positions:
             self.process({**p, "type": "position", "ts": ts})
+        self._adopting = set()
         for o in snap.orders:
             acct = self.accounts.get(o["account"])
             known = acct.orders.get(o["order_id"]) if acct is not None else None
@@ -354,6 +360,7 @@ class Engine:
             if acct.trading_day != day:
                 self._new_day(acct, day)
         self.schedule(self.calendar.next_reset(now), self._daily_reset)
+        self.schedule(now + EQUITY_EVERY, self._sample_equity)
         for rule in self.rules.values():
             start = getattr(rule, "on_start", None)
             if start is not None:
@@ -370,6 +377,7 @@ class Engine:
         # themselves (daily reset, session end) fire once on the way and then re-arm from
         # shortly before `now` instead of stepping through every day in between
         self._rearm_floor = now - CATCH_UP if now - self.clock > CATCH_UP else 0.0
+        self._advancing_to = now
         while timers and timers[0][0] <= now:
             due, _, fn, arg = heapq.heappop(timers)
             later = max(self.clock, due)
@@ -380,11 +388,38 @@ class Engine:
         if now > self.clock:
             self.clock = now
 
+    def sample_equity(self) -> None:
+        """An equity sample of each account whose equity or realized P&L moved since its last
+        one (the daily report's curve): every EQUITY_EVERY seconds, at each daily reset and
+        when the engine stops."""
+        for acct in self.accounts.values():
+            if acct.reported:
+                self._sample(acct)
+
+    def _sample_equity(self, _: Any = None) -> None:
+        """The EQUITY_EVERY timer. Across a gap in the clock it samples once on the way, not
+        once per minute of the gap."""
+        self.sample_equity()
+        due = self.clock + EQUITY_EVERY
+        self.schedule(due if due > self._advancing_to else self._advancing_to,
+                      self._sample_equity)
+
+    def _sample(self, acct: AccountState) -> None:
+        equity = acct.live_equity
+        key = (round(equity, 2) if equity is not None else None, round(acct.realized, 2))
+        last = self._sampled.get(acct.name)
+        if last is not None and last[1:] == key:
+            return
+        self._sampled[acct.name] = (self.clock, *key)
+        self._equity.append((acct.name, self.clock, acct.balance, equity,
+                             round(acct.realized, 2), round(acct.unrealized, 2)))
+
     def rearm_from(self) -> float:
         """The instant a recurring calendar timer computes its next occurrence from."""
         return max(self.clock, self._rearm_floor)
 
     def _daily_reset(self, _: Any = None) -> None:
+        self.sample_equity()  # the day's last point, before the new day's state
         day = self.calendar.trading_day(self.clock).isoformat()
         self.trading_day = day
         self._clear_warnings()
@@ -542,6 +577,9 @@ class Engine:
         pv = self.config.point_value(symbol)
         if pv is not None:
             return pv
+        spec = self.broker_spec(symbol)
+        if spec is not None:  # the broker's own tick size and value (CONTRACT section 9)
+            return spec[1] / spec[0]
         if symbol not in self._unknown_symbols and self.started:
             self._unknown_symbols.add(symbol)
             self.emit_warning(
@@ -550,6 +588,16 @@ class Engine:
                 None, None,
             )
         return 1.0
+
+    def broker_spec(self, symbol: str) -> tuple[float, float] | None:
+        """(tick size, tick value) of a symbol rules.yaml does not list, from the broker."""
+        lookup = getattr(self.broker, "instrument", None)
+        if lookup is None:
+            return None
+        spec = lookup(symbol)
+        if spec is None or not (spec[0] > 0 and spec[1] > 0):
+            return None
+        return spec
 
     def _position(self, acct: AccountState, symbol: str) -> Position:
         pos = acct.positions.get(symbol)
@@ -591,6 +639,10 @@ class Engine:
                 acct.sod_from_event = True
         if "equity" in ev:
             acct.equity = float(ev["equity"])
+        elif balance is not None:
+            # a new balance without equity: the equity reported with an older balance no
+            # longer holds; equity is the balance plus open P&L until the broker says more
+            acct.equity = None
         self._dirty_accounts.add(acct.name)
         self._run_rules("account", ev, acct)
 
@@ -652,6 +704,8 @@ class Engine:
                 del acct.orders[ev["order_id"]]
         self._track(pos)
         self._dirty_accounts.add(acct.name)
+        self._fills.append((self.clock, acct.name, symbol, ev["side"], ev["qty"], ev["price"],
+                            ev.get("fee", 0.0), realized, ev["order_id"], trade_id))
         ev["_realized"] = realized - ev.get("fee", 0.0)
         ev["_before"] = before
         if acct.state != "active" and self._locked_fill(ev, acct, before, pos.qty):
@@ -664,7 +718,7 @@ class Engine:
         symbol = ev["symbol"]
         pos = self._position(acct, symbol)
         qty = ev["qty"]
-        if qty != pos.qty:
+        if qty != pos.qty and acct.name not in self._adopting:
             self.emit_warning(
                 "position_drift", acct.name, symbol,
                 f"broker reports {acct.name} {symbol} position {qty}, the book had {pos.qty}; "
@@ -989,11 +1043,48 @@ class Engine:
         self._emit(rec)
         return rec
 
+    def await_confirmation(self, rec: dict[str, Any], waiting: list[Any],
+                           done: Callable[[list[Any]], None]) -> None:
+        """`rec` waits for the broker's answers to `waiting` [(command, awaitable)]; `done`
+        gets them [(command, result or exception)] and makes the record final."""
+        self.unconfirmed += 1
+
+        def finish(outcomes: list[Any]) -> None:
+            self.unconfirmed -= 1
+            try:
+                done(outcomes)
+            except Exception as exc:  # a bug must not leave the record (and commits) waiting
+                rec["status"], rec["detail"] = "failed", f"{rec['detail']} — error: {exc!r}"
+
+        self.confirmations.start(waiting, finish)
+
+    def abandon_unconfirmed(self, why: str) -> int:
+        """At shutdown: records still waiting for the broker become `failed` with `why`."""
+        n = 0
+        for rec in self._records:
+            if rec.get("status") == PENDING:
+                rec["status"], n = "failed", n + 1
+                rec["detail"] = f"{rec['detail']} — {why}" if rec["detail"] else why
+        self.unconfirmed = 0
+        return n
+
     def take_changes(self) -> Changes:
-        """Hand everything changed since the last call to the recorder."""
+        """Hand everything changed since the last call to the recorder. While an enforcement
+        waits for the broker's confirmation, only the records before it are handed over and
+        the state waits too: a commit is always a consistent cut, and the records keep their
+        order (a violation, its enforcements, then its lockout)."""
+        if self.unconfirmed:
+            records = self._records
+            first = next((i for i, rec in enumerate(records) if rec.get("status") == PENDING),
+                         None)
+            if first is not None:
+                self._records = records[first:]
+                return Changes(records=records[:first])
         changes = Changes(records=self._records, lockouts_added=self._lock_added,
-                          lockouts_lifted=self._lock_lifted)
+                          lockouts_lifted=self._lock_lifted, fills=self._fills,
+                          equity=self._equity)
         self._records, self._lock_added, self._lock_lifted = [], [], []
+        self._fills, self._equity = [], []
         if self._dirty_accounts:
             changes.accounts = [(name, self._account_json(name)) for name in self._dirty_accounts]
             self._dirty_accounts = set()
@@ -1015,7 +1106,8 @@ class Engine:
     @property
     def has_changes(self) -> bool:
         return bool(self._records or self._dirty_accounts or self._dirty_positions
-                    or self._lock_added or self._lock_lifted or self._state_dirty)
+                    or self._lock_added or self._lock_lifted or self._state_dirty
+                    or self._fills or self._equity)
 
     # -- views for the job pool and the dashboard ----------------------------------------------
 
@@ -1071,7 +1163,10 @@ class Engine:
 
     def _tick_size(self, symbol: str) -> float | None:
         inst = self.config.instrument(symbol)
-        return inst.tick_size if inst is not None else None
+        if inst is not None:
+            return inst.tick_size
+        spec = self.broker_spec(symbol)
+        return spec[0] if spec is not None else None
 
     def execute_action(
         self,

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import math
 import os
 import sys
 import time
@@ -18,14 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from riskterm.broker import Broker, DryRunBroker
+from riskterm.alerts.dispatch import start_alerts
+from riskterm.brokers import registry
+from riskterm.brokers.base import Broker, BrokerContext, BrokerStartError, Snapshot
+from riskterm.brokers.replay import ReplayBroker
 from riskterm.config import RulesConfig, RulesError, load_rules
+from riskterm.confirmations import CONFIRM_SECONDS
 from riskterm.db import EngineLock, open_db
 from riskterm.engine import Engine
+from riskterm.events import parse_line
 from riskterm.recorder import Recorder, Sink, load_clock, load_cursor, load_state
 from riskterm.recording import AccountFilter, LiveWall, Recording, tap
 from riskterm.sources import parse_ahead
-from riskterm.sources.replay import parsed, read_lines
 from riskterm.strictjson import strict_dumps
 from riskterm.timefmt import iso
 
@@ -34,6 +39,11 @@ MAX_PENDING = 5000  # records waiting for a commit before the flusher commits at
 HARD_PENDING = 4 * MAX_PENDING  # ... and before ingest waits for the database (backpressure)
 SLICE_SECONDS = 0.01  # longest stretch of full-speed ingest between two turns of the loop
 GC_YOUNG = 20_000  # allocations between collections of the young generation (CPython: 700)
+
+
+def broker_title(broker: Any) -> str:
+    """How messages name a broker: its `title` ("the simulator", "ProjectX"), else its name."""
+    return str(getattr(broker, "title", None) or getattr(broker, "name", None) or "the broker")
 
 
 class SourceError(Exception):
@@ -64,7 +74,7 @@ def _read_error(source: str, exc: OSError) -> str:
 
 @dataclass
 class RunOptions:
-    source: str = "sim"  # "sim", "replay:PATH" or "-" (stdin)
+    source: str = "sim"  # "sim", "replay:PATH", "-" (stdin), "projectx", a plugin's NAME[:ARG]
     rules_path: Path | None = None
     db_path: Path | None = None
     seed: int = 0
@@ -75,7 +85,8 @@ class RunOptions:
 
     @property
     def is_live(self) -> bool:
-        return self.source == "sim"
+        """A live broker (wall-time clock, enforcement executed), not a replay or stdin."""
+        return registry.split(self.source)[0] not in registry.REPLAYS
 
     @property
     def replay_path(self) -> str | None:
@@ -95,7 +106,9 @@ class EngineHost:
         self.stop_code: int | None = None
         self._stop = asyncio.Event()
         self.started_wall = time.monotonic()
-        self.sim: Any = None
+        self.sim: Any = None  # the Simulator, when the broker is the built-in one
+        self.broker: Broker | None = None
+        self.live = opts.is_live  # the broker's own say once it is made (_open)
         self.pool: Any = None
         self.paused = False
         self.events_in = 0
@@ -133,29 +146,22 @@ class EngineHost:
         # before its first event the engine has no clock of its own; the database's (the event
         # time a replay left in it) is the one its stored jobs and lockouts were written in
         self.db_clock = await load_clock(self.conn)
-        broker: Broker
-        if self.opts.is_live:
-            from riskterm.sources.sim import Simulator
-
-            instruments = {s: (i.tick_size, i.tick_value)
-                           for s, i in self.config.instruments.items()} or None
-            self.sim = Simulator(seed=self.opts.seed, speed=self.speed, instruments=instruments)
-            broker = self.sim
-        else:
-            broker = DryRunBroker()
         watch = AccountFilter(self.opts.accounts) if self.opts.accounts else None
         if watch is not None:
             watch.restrict(state)  # unwatched accounts stay in the database, out of the engine
-            if self.sim is not None and not any(map(watch, self.sim.accounts)):
-                self.say(f"--accounts {','.join(self.opts.accounts)} matches none of "
-                         f"the simulator's accounts ({', '.join(self.sim.accounts)})")
-        wall = LiveWall() if self.opts.record_path is not None and self.opts.is_live else None
-        self.engine = Engine(self.config, broker, live=self.opts.is_live,
+        broker = self._make_broker(watch)
+        self.broker = broker
+        # wall-time clock for a live broker; a plugin may replay history on event time instead
+        self.live = bool(getattr(broker, "live", self.opts.is_live))
+        wall = LiveWall() if self.opts.record_path is not None and self.live else None
+        self.engine = Engine(self.config, broker, live=self.live,
                              **({"wall": wall} if wall is not None else {}))
         self.engine.restore(state)
+        self.engine.confirmations._on_settled = self._flush_now.set  # commit what was held
+        await self._start_broker(broker)
         if self.opts.record_path is not None:
             self.recording = Recording(self.opts.record_path, self.say,
-                                       parsed=not self.opts.is_live)
+                                       parsed=not self.live)
         tap(self.engine, recording=self.recording, watch=watch, wall=wall)
         if self.db_clock is not None and self.db_clock[0] == "event":
             self.engine.restored_clock = self.db_clock[1]  # judges a replay's first event
@@ -170,6 +176,7 @@ class EngineHost:
                 self.say(f"resuming {self.opts.source} after line {self.resume_after}, "
                          "already processed into this database")
         self.recorder = Recorder(self.conn, self.engine, self.sinks, cursor_key)
+        self.alerts = start_alerts(self)  # riskterm.alerts: its own tasks, fed by the sinks
         if self.with_jobs:
             await self._start_pool()
         self._flush_task = asyncio.create_task(self._flusher())
@@ -182,8 +189,64 @@ class EngineHost:
         self._gc_threshold = gc.get_threshold()
         gc.set_threshold(max(self._gc_threshold[0], GC_YOUNG), *self._gc_threshold[1:])
         self._tasks.append(asyncio.create_task(self._watch_unlocks()))
-        if self.opts.is_live:
+        if self.live:
             self._tasks.append(asyncio.create_task(self._ticker()))
+
+    def _make_broker(self, watch: AccountFilter | None) -> Broker:
+        """The broker --source names (registry): a replay, the simulator, ProjectX, a plugin."""
+        name, arg = registry.split(self.opts.source)
+        if name in registry.REPLAYS:
+            return ReplayBroker(self.opts.replay_path, fast=self.speed == 0)
+        try:
+            make = registry.factory(name)
+        except registry.UnknownSource as exc:
+            raise BrokerStartError(str(exc)) from None
+        except Exception as exc:  # a plugin that cannot be imported
+            raise BrokerStartError(f"--source {name}: the broker plugin cannot be loaded: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        instruments = {s: (i.tick_size, i.tick_value)
+                       for s, i in self.config.instruments.items()}
+        ctx = BrokerContext(
+            arg=arg, accounts=watch, account_patterns=self.opts.accounts,
+            instruments=tuple(self.config.instruments), instrument_specs=instruments,
+            day_start=self._day_start, engine_orders=self._engine_orders,
+            engine_positions=self._engine_positions, say=self.say, seed=self.opts.seed,
+            speed=self.speed)
+        try:
+            broker = make(ctx)
+        except BrokerStartError:
+            raise
+        except Exception as exc:
+            raise BrokerStartError(f"--source {name}: the broker could not be set up: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        self.sim = getattr(broker, "sim", None)
+        return broker
+
+    async def _start_broker(self, broker: Broker) -> None:
+        try:
+            await broker.start()
+        except BrokerStartError:
+            with contextlib.suppress(Exception):
+                await broker.close()
+            raise
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await broker.close()
+            raise BrokerStartError(f"{broker.name}: could not start: "
+                                   f"{type(exc).__name__}: {exc}") from None
+
+    def _day_start(self) -> float:
+        """The last daily reset before now: where a live broker's first re-sync reads trades
+        from (CONTRACT section 9)."""
+        return self.engine.calendar.trading_day_bounds(self.engine.wall())[0]
+
+    def _engine_orders(self, account: str) -> list[str]:
+        acct = self.engine.accounts.get(account)
+        return list(acct.orders) if acct is not None else []
+
+    def _engine_positions(self, account: str) -> list[str]:
+        acct = self.engine.accounts.get(account)
+        return [s for s, p in acct.positions.items() if p.qty] if acct is not None else []
 
     async def _start_pool(self) -> None:
         try:
@@ -231,7 +294,7 @@ class EngineHost:
     async def run_source(self) -> None:
         """Feed events until the source ends, --max-events is reached or a stop is requested."""
         if self.opts.is_live:
-            await self._run_sim()
+            await self._run_live()
         else:
             await self._run_replay(self.opts.replay_path)
             # rejected lines still waiting for a first event: stamped in the database's clock
@@ -239,10 +302,24 @@ class EngineHost:
             self.engine.end_of_input(self.job_clock() if db_clock is not None else None)
         await self.recorder.flush()
 
+    async def settle_enforcements(self) -> None:
+        """Wait (bounded) for the broker to confirm what was sent; what it never answers is
+        recorded failed, so nothing stays unstated at shutdown."""
+        engine = getattr(self, "engine", None)
+        if engine is None or not engine.unconfirmed:
+            return
+        if not await engine.confirmations.wait_idle(CONFIRM_SECONDS):
+            n = engine.abandon_unconfirmed("no confirmation from the broker before shutdown")
+            self.say(f"{n} enforcement(s) were not confirmed by the broker before shutdown; "
+                     "recorded failed")
+
     async def finish(self, *, wait_for_jobs: bool) -> dict[str, Any]:
         """Drain jobs (after a replay), commit everything and write the summary."""
         if self.pool is not None and wait_for_jobs:
             await self.pool.drain()
+        await self.settle_enforcements()
+        if self.engine.started:
+            self.engine.sample_equity()  # where each account stands at the end
         await self._stop_flusher()
         await self.recorder.flush()
         for task in self._tasks:
@@ -253,6 +330,8 @@ class EngineHost:
         self._tasks.clear()
         if self.pool is not None:
             await self.pool.stop()
+        await self.recorder.flush()
+        await self.alerts.drain()  # bounded; a failed alert is a warning, committed next
         await self.recorder.flush()
         summary = self.summary()
         await self.recorder.write_record(summary)
@@ -268,6 +347,11 @@ class EngineHost:
                 await task
 
     async def close(self) -> None:
+        if getattr(self, "alerts", None) is not None:
+            self.alerts.close()
+        if self.broker is not None:
+            with contextlib.suppress(Exception):
+                await self.broker.close()
         if self._gc_threshold is not None:  # this engine can be collected once dropped
             gc.set_threshold(*self._gc_threshold)
             gc.unfreeze()
@@ -302,6 +386,9 @@ class EngineHost:
 
     async def _backpressure(self) -> None:
         pending = len(self.engine._records)
+        if pending >= HARD_PENDING and self.engine.unconfirmed:
+            # commits wait for the broker's confirmation: so does ingest, for a while
+            await self.engine.confirmations.wait_idle(1.0)
         if pending >= HARD_PENDING:  # the database is far behind: wait for it
             await self.recorder.flush()
             return
@@ -316,8 +403,8 @@ class EngineHost:
         if self._limit_reached():  # --max-events 0: take nothing from the source
             return
         # a big file at full speed is parsed on the other core (sources.parse_ahead)
-        ahead = path is not None and self.speed == 0 and parse_ahead.usable(path)
-        chunks = parse_ahead.parsed_chunks(path) if ahead else parsed(read_lines(path))  # type: ignore
+        assert isinstance(self.broker, ReplayBroker)
+        chunks = self.broker.chunks()
         async with contextlib.aclosing(chunks):  # stopping early ends the reader (or child) now
             while True:
                 try:
@@ -422,29 +509,95 @@ class EngineHost:
                 return False
         return True
 
-    async def _run_sim(self) -> None:
+    async def _run_live(self) -> None:
+        """A live broker's stream: events, and on every (re)connect its Snapshot — the broker's
+        view, taken before live events are trusted again (CONTRACT section 9): what the
+        database has and it has not is dropped, accounts it does not report are kept but
+        neither judged nor enforced."""
         engine = self.engine
+        broker = self.broker
+        assert broker is not None
+        checked = registry.split(self.opts.source)[0] not in registry.BUILTIN
         n = 0
         if self._limit_reached():
             return
-        # the broker's view first (CONTRACT section 9): what the database has and it has not is
-        # dropped, accounts it does not report are kept but neither judged nor enforced
-        unreported = engine.resync(self.sim.snapshot())
+        async with contextlib.aclosing(broker.events()) as stream:  # type: ignore[type-var]
+            while True:
+                try:
+                    item = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:  # a broker's own fault (a plugin's bug): say which
+                    if self._stop.is_set():  # ... or its end, cut short by the stop
+                        return
+                    raise SourceError(f"{broker_title(broker)}: the event stream failed: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+                if self._stop.is_set():
+                    return
+                while self.paused and not self._stop.is_set():
+                    await self._sleep(0.1)
+                if isinstance(item, Snapshot):
+                    self._resync(self._checked_snapshot(item) if checked else item)
+                    continue
+                if checked:  # a plugin's event is held to section 1 like a line of a file
+                    item = self._checked(item)
+                    if item is None:
+                        continue
+                engine.process(item)
+                self.events_in += 1
+                if self._limit_reached():
+                    return
+                n += 1
+                if n % 500 == 0 or engine.unconfirmed:
+                    await self._backpressure()
+
+    def _resync(self, snap: Snapshot) -> None:
+        unreported = self.engine.resync(snap)
         if unreported:
-            self.say(f"{len(unreported)} account(s) in the database are not reported by the "
-                     "simulator; kept, neither judged nor enforced: " + ", ".join(unreported))
-        async for event in self.sim.events():
-            if self._stop.is_set():
-                return
-            while self.paused and not self._stop.is_set():
-                await self._sleep(0.1)
-            engine.process(event)
-            self.events_in += 1
-            if self._limit_reached():
-                return
-            n += 1
-            if n % 500 == 0:
-                await self._backpressure()
+            self.say(f"{len(unreported)} account(s) in the database are not reported by "
+                     f"{broker_title(self.broker)}; kept, neither judged "
+                     "nor enforced: " + ", ".join(unreported))
+
+    def _checked_snapshot(self, snap: Snapshot) -> Snapshot:
+        """A plugin's Snapshot, each entry held to section 1 as the event it stands for (an
+        account, a position, an order_placed): a bad one is a `rejected` record and is left
+        out, as if the broker had not listed it — nothing is ever enforced on a misread."""
+        ts = snap.ts
+        if ts.__class__ not in (int, float) or not math.isfinite(ts):
+            self.engine.reject(None, f"snapshot: ts must be epoch seconds, got {ts!r}; "
+                                     "taken at the wall clock")
+            ts = time.time()
+        lists: dict[str, list[dict[str, Any]]] = {}
+        for name, kind in (("accounts", "account"), ("positions", "position"),
+                           ("orders", "order_placed")):
+            entries = getattr(snap, name)
+            if not isinstance(entries, list | tuple):
+                self.engine.reject(None, f"snapshot: {name} must be a list, "
+                                         f"got {type(entries).__name__}")
+                entries = ()
+            lists[name] = [event for entry in entries if (event := self._checked(
+                {**entry, "type": kind, "ts": ts} if isinstance(entry, dict) else entry,
+                f"snapshot {kind}: ")) is not None]
+        return Snapshot(ts, **lists)
+
+    def _checked(self, item: Any, what: str = "") -> dict[str, Any] | None:
+        """A plugin's event, validated exactly as a line of a file is (events.parse_line):
+        a bad one is a `rejected` record (line null) and changes nothing else."""
+        try:
+            raw = strict_dumps(item).encode()
+        except (TypeError, ValueError) as exc:
+            self.engine.reject(None, f"{what}{self.broker.name if self.broker else 'broker'} "
+                                     f"event is not JSON-serialisable: {exc}")
+            return None
+        result = parse_line(raw, 0)
+        if isinstance(result, dict):
+            return result
+        if result is None:
+            return None
+        if isinstance(result, str):
+            result = what + result.replace("line 0: ", "", 1)
+        self.engine.reject(None, result)
+        return None
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -502,4 +655,5 @@ class EngineHost:
         self.engine.set_config(config)
         if self.pool is not None and hasattr(self.pool, "set_config"):
             self.pool.set_config(config.smart_risk)
+        self.alerts.set_targets(config.alerts)
         return None

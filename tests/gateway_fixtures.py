@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from tests.gateway.server import API_KEY
+from riskterm.testing.gateway.server import API_KEY
 
 
 async def wait_for(cond: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:

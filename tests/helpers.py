@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from riskterm.broker import DryRunBroker
+from riskterm.brokers.replay import DryRunBroker
 from riskterm.config import load_rules_text
 from riskterm.engine import Engine
 

@@ -26,6 +26,10 @@ KEYS = {
     "jobs": {"jobs", "jobs_per_s", "start_p50_ms", "start_p99_ms"},
     "memory": {"events", "peak_rss_mb"},
     "ui": {"rate", "key_p95_ms", "lag_p99_ms"},
+    "export": {"records", "records_per_s", "csv_per_s", "jsonl_per_s", "select_body_per_s",
+               "ratio"},
+    "broker": {"breaches", "p50_ms", "p99_ms", "max_ms", "quotes", "quotes_per_s",
+               "baseline_quotes_per_s", "ratio"},
 }
 
 
@@ -56,6 +60,11 @@ def test_smoke_every_benchmark_json():
     assert out["memory"]["events"] == 3000
     assert out["jobs"]["jobs"] == 3000
     assert out["memory"]["peak_rss_mb"] > 0
+    broker = out["broker"]  # --max-events 3000: 100 breaches, 3000 quotes
+    assert broker["breaches"] == 100 and broker["quotes"] == 3000
+    assert 0 < broker["p50_ms"] <= broker["p99_ms"] <= broker["max_ms"]
+    assert broker["other_violations"] == 0 and broker["enforcements_failed"] == 0
+    assert broker["unmatched_requests"] == 0
 
 
 def test_only_runs_the_named_benchmarks():
@@ -163,3 +172,24 @@ def test_memory_child_streams_events_to_a_file(tmp_path):
     lines = path.read_text().splitlines()
     assert len(lines) == 2500
     assert all(json.loads(line)["type"] for line in lines)
+
+
+# --------------------------------------------------------------------------- broker
+
+
+@pytest.mark.parametrize("when", ["2026-03-03T00:10:00", "2026-03-03T12:00:00",
+                                  "2026-03-07T23:50:00", "2026-12-25T04:59:00"])
+def test_broker_rules_enable_the_catalog_with_the_session_open_around_now(when):
+    from datetime import UTC, datetime
+
+    from riskterm.bench.broker import bench_config
+
+    now = datetime.fromisoformat(when).replace(tzinfo=UTC)
+    cfg = bench_config(now)
+    assert set(cfg.rules) == set(RULE_PARAMS)
+    assert all(params.enabled for params in cfg.rules.values())
+    t = now.timestamp()
+    cal = cfg.calendar
+    # open for the whole run (and well beyond), no daily reset during it
+    assert all(cal.in_session(t + s) for s in (0, 60, 3600))
+    assert cal.next_reset(t) - t > 6 * 3600

@@ -1,6 +1,6 @@
 """Enforcement through an executing broker: idempotent in flight, failures retried."""
 
-from riskterm.broker import BrokerError
+from riskterm.brokers.base import BrokerError
 from tests.helpers import fill, make_engine, records, ts
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from riskterm.broker import BrokerError, CancelOrder, Command, DryRunBroker, MarketOrder
+from riskterm.brokers.base import BrokerError, CancelOrder, Command, MarketOrder
+from riskterm.brokers.replay import DryRunBroker
 from riskterm.config import load_rules_text
 from riskterm.engine import Engine
 from riskterm.events import parse_line

@@ -163,3 +163,19 @@ def test_events_older_than_the_clock_do_not_move_it_back():
     engine.process({"type": "clock", "ts": ts("2026-02-03T15:00:10Z")})
     engine.process(fill("2026-02-03T15:00:00Z", "buy", 1, 1000.0))
     assert iso(engine.clock) == "2026-02-03T15:00:10Z"
+
+
+def test_a_balance_without_equity_drops_the_equity_of_the_older_balance():
+    """An equity reported with an older balance no longer holds once a new balance comes
+    without one: equity is then balance plus open P&L (the daily report's curve, the rules)."""
+    engine = make_engine("rules: {}\n")
+    t = "2026-02-03T15:00:00Z"
+    engine.process({"type": "account", "ts": ts(t), "account": "A1", "balance": 50000.0,
+                    "equity": 50100.0})
+    assert engine.accounts["A1"].live_equity == 50100.0
+    engine.process(fill("2026-02-03T15:00:01Z", "buy", 1, 100.0))
+    engine.process({"type": "quote", "ts": ts("2026-02-03T15:00:02Z"), "symbol": "MNQ",
+                    "last": 110.0})  # +10 points x 2 = +20 open
+    engine.process({"type": "account", "ts": ts("2026-02-03T15:00:03Z"), "account": "A1",
+                    "balance": 49700.0})
+    assert engine.accounts["A1"].live_equity == 49720.0

@@ -9,15 +9,14 @@ import time
 
 import pytest
 
-from riskterm.broker import BrokerError, OrderNotWorking
+from riskterm.brokers.base import BrokerError, BrokerStartError, OrderNotWorking, Snapshot
 from riskterm.brokers.projectx.broker import ProjectXBroker
-from riskterm.brokers.projectx.errors import AuthError
 from riskterm.brokers.projectx.problems import Problem
 from riskterm.brokers.projectx.rest import ProjectXRest
 from riskterm.brokers.projectx.settings import ProjectXSettings
 from riskterm.events import parse_line
-from tests.gateway import TestGateway
-from tests.gateway.fixtures import assert_no_secret, wait_for
+from riskterm.testing.gateway import TestGateway
+from tests.gateway_fixtures import assert_no_secret, wait_for
 
 MNQ, ES = "CON.F.US.MNQ.H26", "CON.F.US.EP.H26"
 HUB = {"backoff_initial": 0.05, "backoff_max": 0.2}
@@ -34,6 +33,7 @@ class Run:
             self.settings, on_problem=self.reported.append, hub_options=HUB,
             rest=ProjectXRest(self.settings, backoff=0.01), **kw)
         self.events: list[dict] = []
+        self.snapshots: list[Snapshot] = []
         self._drain: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -43,7 +43,15 @@ class Run:
 
     async def _collect(self) -> None:
         async for ev in self.broker.events():
-            self.events.append(ev)
+            if isinstance(ev, Snapshot):  # as the engine applies it (Engine.resync)
+                self.snapshots.append(ev)
+                self.events += [{"type": "account", "ts": ev.ts, **a} for a in ev.accounts]
+                self.events += [{"type": "position", "ts": ev.ts, **p} for p in ev.positions]
+                known = {e["order_id"] for e in self.events if e["type"] == "order_placed"}
+                self.events += [{"type": "order_placed", "ts": ev.ts, **o} for o in ev.orders
+                                if o["order_id"] not in known]
+            else:
+                self.events.append(ev)
 
     async def stop(self) -> None:
         if self._drain:
@@ -89,7 +97,9 @@ async def test_start_resync_and_live_order_of_events(gw, run):
     assert run.broker.instrument_specs()["ESH26"] == {"tick_size": 0.25, "tick_value": 12.5}
     first = run.kinds()
     assert first[-1] == "connection" and run.events[-1]["status"] == "connected"
-    assert first[:2] == ["account", "account"]
+    # the gap's fills, then the snapshot (accounts, positions, working orders), then connected
+    assert first == ["fill", "account", "account", "position", "order_placed", "connection"]
+    assert len(run.snapshots) == 1
     fill = run.of("fill")[0]
     assert (fill["symbol"], fill["side"], fill["qty"]) == ("ESH26", "sell", 1)
     assert run.of("position")[0]["qty"] == -1
@@ -169,19 +179,6 @@ async def test_orders_gone_during_a_gap(gw, run):
     assert [f["order_id"] for f in run.of("fill")] == [str(lim2)]
 
 
-async def test_engine_restored_state_the_broker_does_not_report(gw):
-    r = Run(gw, engine_orders=lambda acct: ["555"] if acct == "TOPX-50K-1" else [],
-            engine_positions=lambda acct: ["MESH26"] if acct == "TOPX-50K-1" else [])
-    try:
-        await r.start()
-        assert {"type": "order_cancelled", "account": "TOPX-50K-1", "order_id": "555"}.items() \
-            <= r.of("order_cancelled")[0].items()
-        pos = r.of("position")
-        assert [(p["symbol"], p["qty"]) for p in pos] == [("MESH26", 0)]
-    finally:
-        await r.stop()
-
-
 async def test_flatten_with_a_rejected_close_retries_once(gw, run):
     await run.start()
     gw.state.place(101, MNQ, 2, 0, 2)
@@ -259,12 +256,12 @@ async def test_bad_pushes_are_reported_once_and_never_crash(gw, run):
 async def test_refused_login_and_unknown_accounts(gw):
     gw.faults.refuse_login = True
     r = Run(gw)
-    with pytest.raises(AuthError, match="InvalidCredentials"):
+    with pytest.raises(BrokerStartError, match=r"refused the login.*InvalidCredentials"):
         await r.broker.start()
     await r.broker.close()
     gw.faults.refuse_login = False
     r = Run(gw, accounts=["NOT-THERE"])
-    with pytest.raises(BrokerError, match="NOT-THERE"):
+    with pytest.raises(BrokerStartError, match="NOT-THERE"):
         await r.broker.start()
     await r.broker.close()
 

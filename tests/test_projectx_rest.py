@@ -26,9 +26,9 @@ from riskterm.brokers.projectx.rest import (
     refresh_due,
 )
 from riskterm.brokers.projectx.settings import ProjectXSettings, SettingsError
-from tests.gateway import TestGateway
-from tests.gateway.fixtures import assert_no_secret
-from tests.gateway.server import API_KEY, USERNAME
+from riskterm.testing.gateway import TestGateway
+from riskterm.testing.gateway.server import API_KEY, USERNAME
+from tests.gateway_fixtures import assert_no_secret
 
 MNQ = "CON.F.US.MNQ.H26"
 

@@ -19,8 +19,8 @@ from riskterm.brokers.projectx.signalr import (
     http_url,
     ws_url,
 )
-from tests.gateway import TestGateway
-from tests.gateway.fixtures import assert_no_secret, wait_for
+from riskterm.testing.gateway import TestGateway
+from tests.gateway_fixtures import assert_no_secret, wait_for
 
 MNQ = "CON.F.US.MNQ.H26"
 USER_TARGETS = ("GatewayUserAccount", "GatewayUserOrder", "GatewayUserPosition",

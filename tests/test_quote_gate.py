@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from riskterm.bench.workload import events, to_line
-from riskterm.broker import DryRunBroker
+from riskterm.brokers.replay import DryRunBroker
 from riskterm.config import RulesConfig, load_rules, load_rules_text
 from riskterm.engine import Changes, Engine, RestoredState
 from riskterm.events import parse_line

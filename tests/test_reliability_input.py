@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from riskterm.bench.workload import events as workload_events
 from riskterm.bench.workload import to_line
-from riskterm.broker import DryRunBroker
+from riskterm.brokers.replay import DryRunBroker
 from riskterm.cli import main as cli_main
 from riskterm.config import RulesConfig, RulesError, load_rules_text
 from riskterm.engine import Engine

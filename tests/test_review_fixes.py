@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import fill, make_engine, records, ts
 
-from riskterm.broker import MarketOrder
+from riskterm.brokers.base import MarketOrder
 from riskterm.db import DatabaseInUse, EngineLock
 from riskterm.engine import RestoredState, Snapshot
 

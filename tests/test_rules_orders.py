@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from riskterm.broker import DryRunBroker
+from riskterm.brokers.replay import DryRunBroker
 from riskterm.config import load_rules_text
 from riskterm.engine import Engine, RestoredState
 from tests.helpers import HEADER, fill, make_engine, records, ts

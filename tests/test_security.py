@@ -24,7 +24,8 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 
-from riskterm.broker import CancelOrder, DryRunBroker, LimitOrder, MarketOrder, StopOrder
+from riskterm.brokers.base import CancelOrder, LimitOrder, MarketOrder, StopOrder
+from riskterm.brokers.replay import DryRunBroker
 from riskterm.config import RulesError, load_rules_text
 from riskterm.engine import Engine
 from tests.helpers import HEADER, fill, ts

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from riskterm.broker import BrokerError, CancelOrder, LimitOrder, MarketOrder, StopOrder
+from riskterm.brokers.base import BrokerError, CancelOrder, LimitOrder, MarketOrder, StopOrder
 from riskterm.sources.sim import DEFAULT_INSTRUMENTS, EXOTIC_INSTRUMENTS, Simulator
 
 START_A = 1_767_225_600.0  # 2026-01-01T00:00:00Z

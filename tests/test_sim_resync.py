@@ -101,6 +101,21 @@ def test_restored_position_and_order_not_in_the_snapshot_are_dropped_without_enf
     assert records(engine) == []
 
 
+def test_positions_of_an_account_new_to_the_book_are_adopted_without_drift():
+    """A first connect on a fresh database: nothing to disagree with, so no position_drift;
+    an account the database knew, with another size, is still drift (the test above)."""
+    engine = _restart(_old_engine())
+    engine.resync(Snapshot(ts(T1), accounts=[{"account": "A1"}, {"account": "NEW"}],
+                           positions=[{"account": "A1", "symbol": "MNQ", "qty": 1,
+                                       "avg_price": 1000.0},
+                                      {"account": "NEW", "symbol": "ES", "qty": -3,
+                                       "avg_price": 5000.0}]))
+    drift = [(r["account"], r["symbol"]) for r in records(engine)
+             if r.get("rule") == "position_drift"]
+    assert drift == [("A1", "MNQ")]
+    assert _book(engine)[("NEW", "ES")] == -3
+
+
 def test_stored_positions_after_a_resync_are_the_brokers():
     engine = _restart(_old_engine())
     engine.resync(Snapshot(ts(T1), accounts=[{"account": "A1"}, {"account": "B1"}],

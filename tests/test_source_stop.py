@@ -161,7 +161,7 @@ async def test_host_pulls_exactly_max_events_from_the_source(tmp_path: Path, mon
             pulled.append(n)
             yield [(n, (CLOCK % n).encode())]
 
-    monkeypatch.setattr("riskterm.host.read_lines", counting)
+    monkeypatch.setattr("riskterm.brokers.replay.read_lines", counting)
     config = load_rules_text(HEADER + "rules: {}\n")
     host = EngineHost(RunOptions(source="-", db_path=tmp_path / "h.db", max_events=3), config,
                       with_jobs=False, diagnostics=lambda text: None)

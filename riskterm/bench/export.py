@@ -1,6 +1,7 @@
 """Export throughput: `riskterm export` of a database of N records to a file (--out: temp file,
 fsync, rename), CSV and JSON Lines, the best of two runs each, against a plain
-`SELECT body FROM records ORDER BY id` loop over the same database in the same run."""
+`SELECT body FROM records ORDER BY id` loop over the same database in the same run; and the
+same for N fills (`--kind fill`, the trade ledger) against a plain SELECT of the fills table."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from riskterm.db import open_db
 from riskterm.exports import write_atomically
+from riskterm.ledger import FILL_COLUMNS, HistoryFilter
 from riskterm.recorder import INSERT_RECORD, dumps
 from riskterm.recordquery import RecordFilter
 from riskterm.timefmt import iso
@@ -69,28 +71,54 @@ def build_db(path: Path, n: int) -> None:
         conn.close()
 
 
+def _fill(i: int) -> tuple[Any, ...]:
+    """A fill row as the engine stores it: round trips of 1-3 lots over 37 accounts."""
+    qty = 1 + i % 3
+    closing = i % 2 == 1
+    price = 20000.0 + (i % 400) * 0.25
+    return (T0 + i * 0.01, f"ACC-{i % 37:03d}", "MNQ" if i % 5 else "ESH6",
+            "sell" if closing else "buy", qty, price, 0.74 * qty,
+            (i % 41 - 20) * 2.5 * qty if closing else 0.0, f"o-{i}", f"t-{i}")
+
+
+def build_fills(path: Path, n: int) -> None:
+    """n fills in the fills table of the (already migrated) database at path."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA synchronous = OFF")
+        sql = (f"INSERT INTO fills ({', '.join(FILL_COLUMNS[1:])}) "
+               f"VALUES ({', '.join('?' * (len(FILL_COLUMNS) - 1))})")
+        with conn:
+            for start in range(0, n, 10_000):
+                conn.executemany(sql, [_fill(i) for i in range(start, min(n, start + 10_000))])
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
 async def _create(path: Path) -> None:
     conn = await open_db(path)  # the real schema, migrated
     await conn.close()
 
 
-def select_body_rate(db: Path) -> float:
+def select_body_rate(db: Path, sql: str = "SELECT body FROM records ORDER BY id") -> float:
     conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
     try:
         t0 = time.perf_counter()
         n = 0
-        cur = conn.execute("SELECT body FROM records ORDER BY id")
+        cur = conn.execute(sql)
         while batch := cur.fetchmany(2048):
-            for (_body,) in batch:
+            for _row in batch:
                 n += 1
         return n / (time.perf_counter() - t0)
     finally:
         conn.close()
 
 
-def export_rate(db: Path, out: Path, fmt: str) -> tuple[int, float]:
+def export_rate(db: Path, out: Path, fmt: str,
+                flt: RecordFilter | HistoryFilter | None = None) -> tuple[int, float]:
     t0 = time.perf_counter()
-    n = write_atomically(out, db, RecordFilter(), fmt)
+    n = write_atomically(out, db, flt or RecordFilter(), fmt)
     return n, n / (time.perf_counter() - t0)
 
 
@@ -107,7 +135,23 @@ def bench_export(n: int) -> dict[str, Any]:
             csv_rate = max(csv_rate, rate)
         if count != n:
             raise RuntimeError(f"exported {count} of {n} records")
+        build_fills(db, n)
+        fills = HistoryFilter("fill")
+        select = f"SELECT {', '.join(FILL_COLUMNS)} FROM fills ORDER BY id"
+        fill_base = fill_csv = fill_jsonl = 0.0
+        for _ in range(RUNS):
+            fill_base = max(fill_base, select_body_rate(db, select))
+            count, rate = export_rate(db, Path(tmp) / "fills.jsonl", "jsonl", fills)
+            fill_jsonl = max(fill_jsonl, rate)
+            count, rate = export_rate(db, Path(tmp) / "fills.csv", "csv", fills)
+            fill_csv = max(fill_csv, rate)
+        if count != n:
+            raise RuntimeError(f"exported {count} of {n} fills")
     slower = min(csv_rate, jsonl_rate)
+    fill_slower = min(fill_csv, fill_jsonl)
     return {"records": n, "records_per_s": round(slower), "csv_per_s": round(csv_rate),
             "jsonl_per_s": round(jsonl_rate), "select_body_per_s": round(baseline),
-            "ratio": round(slower / baseline, 3)}
+            "ratio": round(slower / baseline, 3),
+            "fills": n, "fills_per_s": round(fill_slower), "fills_csv_per_s": round(fill_csv),
+            "fills_jsonl_per_s": round(fill_jsonl), "select_fills_per_s": round(fill_base),
+            "fills_ratio": round(fill_slower / fill_base, 3)}

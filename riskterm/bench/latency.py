@@ -26,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from riskterm.broker import Command
+from riskterm.alerts.dispatch import AlertDispatcher
+from riskterm.brokers.base import Command
 from riskterm.config import RulesConfig, default_rules_path, load_rules_text
 from riskterm.db import open_db
 from riskterm.engine import Engine
@@ -84,6 +85,11 @@ async def _run(config: RulesConfig, n: int, rate: float, db: Path) -> dict[str, 
     broker = TimingBroker(sim)
     engine = Engine(config, broker, live=True)
     recorder = Recorder(conn, engine)
+    # the rules' alerts: block, fed by the recorder as in production (no targets: a no-op)
+    alerts = AlertDispatcher(config.alerts, lambda account, message, lost: engine.emit_warning(
+        "alert_failed", account, None, message, lost, None))
+    recorder.sinks.append(alerts.sink)
+    alerts.start()
     loop = asyncio.get_running_loop()
 
     async def flusher() -> None:
@@ -126,6 +132,7 @@ async def _run(config: RulesConfig, n: int, rate: float, db: Path) -> dict[str, 
         elapsed = time.perf_counter() - started
         await recorder.flush()
     finally:
+        alerts.close()
         for task in tasks:
             task.cancel()
         for task in tasks:

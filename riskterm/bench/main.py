@@ -8,7 +8,7 @@ from typing import Any
 
 from riskterm.config import load_rules, resolve_rules_path
 
-ALL = ("replay", "latency", "jobs", "rules", "memory", "ui")
+ALL = ("replay", "latency", "jobs", "rules", "memory", "ui", "export", "broker")
 
 
 def bench_main(args: Any) -> int:

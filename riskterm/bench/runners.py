@@ -4,7 +4,8 @@ each returns the contract's keys for its benchmark.
 
 Sizes when --max-events N is given (a quick run, e.g. the CI smoke test):
 replay N events; latency N events at 10,000/s; jobs N no-op jobs; rules iteration counts
-scaled by N; memory a replay of N events; ui 1.5 s of dashboard.
+scaled by N; memory a replay of N events; ui 1.5 s of dashboard; export N records;
+broker N/30 breaches (at least 20) and N quotes.
 """
 
 from __future__ import annotations
@@ -70,3 +71,21 @@ def ui(config: RulesConfig, size: int | None) -> dict[str, Any]:
         raise RuntimeError(f"the ui benchmark failed: {res.stderr.strip()[-2000:]}")
     r = json.loads(res.stdout.strip().splitlines()[-1])
     return {k: r[k] for k in ("rate", "key_p95_ms", "lag_p99_ms")}
+
+
+EXPORT_RECORDS = 200_000  # the 1,000,000 figure: riskterm bench --only export --max-events 1000000
+
+
+def export(config: RulesConfig, size: int | None) -> dict[str, Any]:
+    from riskterm.bench.export import bench_export
+
+    return bench_export(size or EXPORT_RECORDS)
+
+
+def broker(config: RulesConfig, size: int | None) -> dict[str, Any]:
+    # its own rules (the whole catalog, limits set for its two breaches): riskterm.bench.broker
+    from riskterm.bench.broker import BREACHES, QUOTES, bench_broker
+
+    if size:
+        return bench_broker(max(20, size // 30), size)
+    return bench_broker(BREACHES, QUOTES)

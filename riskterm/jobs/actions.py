@@ -13,9 +13,10 @@ RECOMMENDED = "recommended"
 EXECUTED = ("ok", "dry_run")  # enforcement statuses that count as an action taken
 
 
-def execute_entry(engine: Any, account: str, job_id: str,
-                  entry: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
-    """Send an entry through the engine's enforcement path; sets entry["result"]."""
+async def execute_entry(engine: Any, account: str, job_id: str,
+                        entry: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """Send an entry through the engine's enforcement path and wait for a live broker's
+    confirmation (riskterm.confirmations); sets entry["result"]."""
     args = entry["arguments"]
     try:
         records = engine.execute_action(
@@ -27,6 +28,9 @@ def execute_entry(engine: Any, account: str, job_id: str,
     if not records:
         entry["result"] = "skipped: the engine wrote no enforcement"
         return [], False
+    confirmations = getattr(engine, "confirmations", None)
+    if confirmations is not None:
+        await confirmations.settled(records)
     entry["result"] = "; ".join(f"{r.get('status')}: {r.get('detail') or ''}".rstrip(": ")
                                 for r in records)
     return records, any(r.get("status") in EXECUTED for r in records)

@@ -173,7 +173,7 @@ class Graph:
                 entry["result"] = f"rejected: {why}"
                 self.ctx.event("rejected", f"{describe(entry)}: {why}")
                 continue
-            _, executed = execute_entry(engine, job.account, job.id, entry)
+            _, executed = await execute_entry(engine, job.account, job.id, entry)
             done.append(entry)
             job.actions_taken += int(executed)
             self.ctx.event("action", f"{describe(entry)}: {entry['result']}")

@@ -158,7 +158,7 @@ async def approve(pool: JobPool, job_id: str) -> list[dict[str, Any]]:
         if why is not None:
             entry["result"] = f"rejected at approval: {why}"
             continue
-        recs, ok = execute_entry(engine, job.account, job.id, entry)
+        recs, ok = await execute_entry(engine, job.account, job.id, entry)
         records += recs
         done.append(entry)
         executed += int(ok)

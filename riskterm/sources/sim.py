@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from riskterm.broker import (
+from riskterm.brokers.base import (
     BrokerError,
     CancelOrder,
     Command,

@@ -24,8 +24,11 @@ from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen
 from textual.worker import Worker
 
+from riskterm.brokers import registry
+from riskterm.brokers.base import BrokerStartError
 from riskterm.config import RulesConfig
-from riskterm.db import DatabaseError
+from riskterm.db import DatabaseError, DatabaseInUse
+from riskterm.enforcement import PENDING
 from riskterm.host import EngineHost, RunOptions, SourceError
 from riskterm.recorder import StorageError
 from riskterm.tui import formatting as fmt
@@ -43,7 +46,7 @@ from riskterm.tui.screens.jobs import JobsScreen
 from riskterm.tui.screens.rules import RulesScreen
 from riskterm.tui.screens.violations import ViolationsScreen
 from riskterm.tui.settings import AppSettings
-from riskterm.tui.status_bar import StatusInfo
+from riskterm.tui.status_bar import LinkInfo, StatusInfo
 from riskterm.tui.view import account_rows, severity
 
 if TYPE_CHECKING:
@@ -52,14 +55,24 @@ if TYPE_CHECKING:
     from riskterm.engine import Engine
 
 DASHBOARD_SPEED = 1.0  # a replay in the dashboard plays in real time unless --speed says otherwise
+STOP_GRACE_SECONDS = 0.5  # a quiet live stream is cancelled after this at quit (as headless)
 
 
-def source_label(opts: RunOptions) -> str:
-    if opts.is_live:
-        return f"simulator (seed {opts.seed})"
+def broker_label(opts: RunOptions, broker: Any) -> str:
+    """How the status bar names a live broker: its title when that is a name ("ProjectX"),
+    else its short name ("the simulator" is a phrase for sentences: "sim")."""
+    title = str(getattr(broker, "title", "") or "")
+    name = str(getattr(broker, "name", "") or registry.split(opts.source)[0])
+    return title if title and not title.lower().startswith("the ") else name
+
+
+def source_label(opts: RunOptions, broker: Any = None) -> str:
     if opts.replay_path:
         return f"replay {Path(opts.replay_path).name}"
-    return "stdin"
+    if not opts.is_live:
+        return "stdin"
+    label = broker_label(opts, broker)
+    return f"{label} (seed {opts.seed})" if label == "sim" else label
 
 
 class RiskTermApp(App[int]):
@@ -123,7 +136,18 @@ class RiskTermApp(App[int]):
         host = self.host
         try:
             await host.open()
+        except (BrokerStartError, DatabaseInUse) as exc:
+            # a broker that cannot start (a missing setting, a refused login) or another engine
+            # on this database: a usage error, as without the dashboard — exit 2, reason on
+            # stderr (run_dashboard prints app.failure once the terminal is back)
+            await self._abandon_open()
+            self.engine_state = "failed"
+            self.failure = str(exc)
+            self.exit_code = 2
+            self.exit(2, return_code=2)
+            return
         except Exception as exc:  # a database or job pool that cannot start: say why, stay up
+            await self._abandon_open()
             self._fail(f"the engine could not start: {exc}")
             return
         self.pnl.attach(host.engine)
@@ -165,6 +189,18 @@ class RiskTermApp(App[int]):
         self.history_version += 1
         self.refresh_now()
 
+    async def _abandon_open(self) -> None:
+        """After a failed host.open(): close what it opened (the database connection, the
+        lock), so shutdown does not try to finish an engine that never started."""
+        host = self.host
+        conn = getattr(host, "conn", None)
+        if conn is not None:
+            host.conn = None
+            with contextlib.suppress(Exception):
+                await conn.close()
+        host.close_recording()
+        host.release_lock()
+
     def _fail(self, error: str) -> None:
         self.engine_state = "failed"
         self.failure = error
@@ -180,8 +216,14 @@ class RiskTermApp(App[int]):
         host.request_stop()
         worker = self._engine_worker
         if worker is not None:
-            with contextlib.suppress(Exception):
-                await worker.wait()
+            # the source loop notices the stop at its next event; a live broker with nothing
+            # to say for a while is cancelled instead
+            wait = asyncio.ensure_future(worker.wait())
+            done, _ = await asyncio.wait({wait}, timeout=STOP_GRACE_SECONDS)
+            if not done:
+                worker.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await wait
         if getattr(host, "conn", None) is not None:
             try:
                 await host.finish(wait_for_jobs=False)
@@ -259,12 +301,22 @@ class RiskTermApp(App[int]):
         engine = self.engine
         metrics = self.jobs.metrics() if engine is not None else None
         return StatusInfo(
-            source=source_label(self.opts), events=events, rate=rate,
+            source=source_label(self.opts, host.broker), events=events, rate=rate,
             clock=engine.now() if engine is not None and engine.started else None,
             queued=None if metrics is None else metrics[0],
             running=None if metrics is None else metrics[1],
-            paused=self.paused, state=self.engine_state,
+            paused=self.paused, state=self.engine_state, link=self.link_info(),
         )
+
+    def link_info(self) -> LinkInfo | None:
+        """The live broker's connection, polled at each flush (reading `link` is cheap);
+        None for a replay, which has none."""
+        broker = self.host.broker
+        link = getattr(broker, "link", None)
+        if broker is None or link is None or link.state == "offline":
+            return None
+        return LinkInfo(broker_label(self.opts, broker), str(link.state), int(link.attempt),
+                        float(link.since), str(link.reason or ""))
 
     def refresh_now(self) -> None:
         """Flush the folded state to the screen on top."""
@@ -275,7 +327,10 @@ class RiskTermApp(App[int]):
             return
         engine = self.engine
         with self.batch_update():
-            screen.status_bar.show(self.status_info())
+            info = self.status_info()
+            screen.status_bar.show(info)
+            # a lost connection shows even while paused: what is on screen may be stale
+            screen.link_banner.show(info.link if self.engine_state == "live" else None)
             if engine is None or self.paused:
                 return
             now = engine.now()
@@ -352,17 +407,41 @@ class RiskTermApp(App[int]):
         self.push_screen(ConfirmScreen(f"Flatten {account}", body, "Flatten"), done)
 
     def flatten(self, account: str) -> dict[str, Any] | None:
-        """Flatten now (after the confirmation): one enforcement record with rule manual."""
-        records = self.host.engine.execute_action(account, "flatten", rule="manual")
+        """Flatten now (after the confirmation): one enforcement record with rule manual. A
+        live broker answers later (the record is PENDING): say it is sent, and the broker's
+        `ok` or `failed` once it comes, from a worker — the screen never waits for it."""
+        engine = self.host.engine
+        records = engine.execute_action(account, "flatten", rule="manual")
         rec = records[0] if records else None
         if rec is None:
             self.notify(f"{account}: nothing was sent.", severity="warning")
+        elif rec["status"] == PENDING:
+            self.notify(f"sent, waiting for the broker: {rec['detail']}",
+                        title=f"Flatten {account}")
+            self.run_worker(self._flatten_confirmed(account, rec), group="confirm")
         else:
-            severity_ = "error" if rec["status"] == "failed" else "information"
-            self.notify(f"{rec['status']}: {rec['detail']}", title=f"Flatten {account}",
-                        severity=severity_)
+            self._flatten_result(account, rec)
         self.refresh_now()
         return rec
+
+    async def _flatten_confirmed(self, account: str, rec: dict[str, Any]) -> None:
+        await self.host.engine.confirmations.settled([rec])
+        if rec["status"] == PENDING:  # nothing left to wait on: shutdown abandoned it
+            self.notify(f"no answer from the broker: {rec['detail']}",
+                        title=f"Flatten {account}", severity="warning")
+        else:
+            self._flatten_result(account, rec, confirmed=True)
+        self.refresh_now()
+
+    def _flatten_result(self, account: str, rec: dict[str, Any], *,
+                        confirmed: bool = False) -> None:
+        status = rec["status"]
+        said = status
+        if confirmed and status == "ok":
+            said = f"ok, confirmed by {broker_label(self.opts, self.host.broker)}"
+        self.notify(f"{said}: {rec['detail']}", title=f"Flatten {account}",
+                    severity="error" if status == "failed" else "information",
+                    timeout=15 if status == "failed" else None)
 
     def action_unlock(self) -> None:
         target = self._need_account()

@@ -1,14 +1,17 @@
 """`ProjectXBroker`: the ProjectX Gateway as a live source of section-1 events and the target
-of enforcement (CONTRACT §9). Self-contained; not wired into the CLI yet.
+of enforcement (CONTRACT §9), behind the broker interface (riskterm.brokers.base):
+`--source projectx` (riskterm.brokers.projectx.adapter makes it from the environment).
 
 Life cycle: `await start()` logs in (AuthError on a refused key: exit 2), reads the accounts to
 watch and resolves the instruments, then keeps both hubs up. On every connect and reconnect of
 the user hub it subscribes the watched accounts and then re-reads the broker's view over REST
-before live pushes are trusted again: accounts, open positions (positions it no longer reports
-→ qty 0), working orders (new ones → order_placed, gone ones → order_cancelled) and the trades
-since the last one applied (on the first connect: since `day_start()`), each trade once. A lost
-user hub writes `connection` disconnected with the reason; the re-sync after the reconnect
-writes `connection` connected. The market hub re-subscribes its quotes after every reconnect.
+before live pushes are trusted again: the trades since the last one applied (on the first
+connect: since `day_start()`) as fills, each trade once; how the orders it knew and no longer
+sees ended (filled, cancelled, rejected); then a Snapshot of the accounts, open positions and
+working orders, which the engine takes as the whole truth. A view that cannot be mapped whole is
+no snapshot: the link is dropped and the reconnect reads it again. A lost user hub writes
+`connection` disconnected with the reason; the re-sync after the reconnect writes `connection`
+connected. The market hub re-subscribes its quotes after every reconnect.
 Hub pushes and re-syncs go through one queue, so events come out in the order they happened.
 """
 
@@ -18,14 +21,34 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from riskterm.broker import BrokerError, OrderNotWorking
-from riskterm.brokers.projectx.errors import BusinessError, ProjectXError
-from riskterm.brokers.projectx.mapping import Mapper, MapResult
+from riskterm.brokers.base import (
+    BrokerError,
+    BrokerStartError,
+    CancelOrder,
+    Command,
+    Flatten,
+    LimitOrder,
+    Link,
+    MarketOrder,
+    OrderNotWorking,
+    OutcomeUnknown,
+    Snapshot,
+    StopOrder,
+)
+from riskterm.brokers.projectx.errors import (
+    AuthError,
+    BusinessError,
+    GatewayUnavailable,
+    ProjectXError,
+)
+from riskterm.brokers.projectx.mapping import ORDER_TYPES as PX_ORDER_TYPES
+from riskterm.brokers.projectx.mapping import SIDES, Mapper, MapResult
 from riskterm.brokers.projectx.problems import Problem, ProblemLog
 from riskterm.brokers.projectx.rest import ProjectXRest
 from riskterm.brokers.projectx.settings import ProjectXSettings
@@ -44,22 +67,39 @@ class ActionResult:
     detail: str
 
 
+def _fields(ev: dict[str, Any]) -> dict[str, Any]:
+    """An event's fields as a Snapshot lists them (without type and ts)."""
+    return {k: v for k, v in ev.items() if k not in ("type", "ts")}
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class ResyncIncomplete(ProjectXError):
+    """Part of the broker's view could not be mapped: no snapshot is taken from it."""
+
+
+def _tag() -> str:
+    """A customTag unique to one action: the Gateway refuses a second order with it, so a
+    request retried after a lost answer can never place the order twice."""
+    return f"riskterm-{uuid.uuid4().hex[:20]}"
+
+
 class ProjectXBroker:
+    name = "projectx"
+    title = "ProjectX"
     executes = True
+    live = True
+    flattens = True  # Flatten is the Gateway's: cancel all, close all, re-read, finish
 
     def __init__(
         self,
         settings: ProjectXSettings,
         *,
-        accounts: Iterable[str] | None = None,
+        accounts: Iterable[str] | Callable[[str], bool] | None = None,
         instruments: Iterable[str] = (),
         day_start: Callable[[], float] | None = None,
-        engine_orders: Callable[[str], Iterable[str]] | None = None,
-        engine_positions: Callable[[str], Iterable[str]] | None = None,
         on_problem: Callable[[Problem], None] | None = None,
         rest: ProjectXRest | None = None,
         hub_options: dict[str, Any] | None = None,
@@ -70,15 +110,16 @@ class ProjectXBroker:
         self.problems = ProblemLog(on_problem)
         self.mapper = Mapper(now=now, problems=self.problems)
         self._now = now
-        self._watch = set(accounts) if accounts is not None else None
+        self._names = set(accounts) if accounts is not None and not callable(accounts) else None
+        self._watch: Callable[[str], bool] | None = (
+            accounts if callable(accounts) else (self._names.__contains__ if self._names
+                                                 is not None else None))
         self._instruments = list(instruments)
         self._day_start = day_start or (lambda: now() - 86400.0)
-        self._engine_orders = engine_orders
-        self._engine_positions = engine_positions
         self.account_ids: dict[str, int] = {}  # watched account name → id
         self.quote_contracts: set[str] = set()
         self._queue: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
-        self._out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._out: asyncio.Queue[dict[str, Any] | Snapshot] = asyncio.Queue()
         opts = {"redact": self.rest.redact, "problems": self.problems,
                 "on_unauthorized": self.rest.relogin, **(hub_options or {})}
         self.user_hub = HubClient(settings.user_hub, self.rest.ensure_token, name="user", **opts)
@@ -94,25 +135,39 @@ class ProjectXBroker:
         self.user_hub.on_disconnected = self._user_disconnected
         self.market_hub.on_connected = self._market_connected
         self.connected = False
+        self._link = Link("connecting")
+        self._fails_at_drop = 0
         self._consumer: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
-        """Logs in and reads the accounts; raises AuthError for a refused key and
-        BrokerError when none of the accounts to watch exists."""
-        await self.rest.login()
-        accounts = await self.rest.search_accounts(only_active=True)
+        """Logs in and reads the accounts; BrokerStartError (exit 2) for a refused key, no
+        active account, or none of the accounts to watch."""
+        try:
+            await self.rest.login()
+            accounts = await self.rest.search_accounts(only_active=True)
+        except AuthError as exc:
+            raise BrokerStartError(f"ProjectX refused the login: {exc}") from None
+        except ProjectXError as exc:
+            raise BrokerStartError(f"ProjectX could not be reached: {exc}") from None
         for a in accounts:
             self.mapper.learn_account(a)
         names = {a["name"]: a["id"] for a in accounts
                  if isinstance(a.get("name"), str) and isinstance(a.get("id"), int)}
+        if not names:
+            raise BrokerStartError("ProjectX reports no active account for this user")
+        if self._names is not None:
+            missing = sorted(self._names - names.keys())
+            if missing and len(missing) == len(self._names):
+                raise BrokerStartError("ProjectX reports none of the accounts to watch: "
+                                       + ", ".join(missing))
         if self._watch is not None:
-            missing = sorted(self._watch - names.keys())
-            if missing and len(missing) == len(self._watch):
-                raise BrokerError("ProjectX reports none of the accounts to watch: "
-                                  + ", ".join(missing))
-            names = {n: i for n, i in names.items() if n in self._watch}
+            watched = {n: i for n, i in names.items() if self._watch(n)}
+            if not watched:
+                raise BrokerStartError("--accounts matches none of the ProjectX accounts ("
+                                       + ", ".join(sorted(names)) + ")")
+            names = watched
         self.account_ids = names
         for symbol in self._instruments:
             await self._resolve_instrument(symbol)
@@ -129,13 +184,30 @@ class ProjectXBroker:
                 await self._consumer
         await self.rest.aclose()
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Section-1 event dicts, in the order they happened, for as long as the broker runs."""
+    async def events(self) -> AsyncIterator[dict[str, Any] | Snapshot]:
+        """Section-1 event dicts and, on every connect, a Snapshot, in the order they
+        happened, for as long as the broker runs."""
         while True:
             yield await self._out.get()
 
     def instrument_specs(self) -> dict[str, dict[str, float]]:
         return self.mapper.instrument_specs()
+
+    def instrument(self, symbol: str) -> tuple[float, float] | None:
+        """(tick size, tick value) of a contract, as the broker states it."""
+        for c in self.mapper.contracts.values():
+            if c.name == symbol and c.tick_size and c.tick_value:
+                return c.tick_size, c.tick_value
+        return None
+
+    @property
+    def link(self) -> Link:
+        link = self._link
+        if link.state in ("connecting", "reconnecting"):
+            link.attempt = max(0, self.user_hub.failed_attempts - self._fails_at_drop)
+            if self.user_hub.last_reason:
+                link.reason = self.rest.redact(self.user_hub.last_reason)
+        return link
 
     # ------------------------------------------------------------ hubs
 
@@ -178,6 +250,8 @@ class ProjectXBroker:
                     await self._resync()
                 elif kind == "disconnected" and self.connected:
                     self.connected = False
+                    self._fails_at_drop = self.user_hub.failed_attempts
+                    self._link.set("reconnecting", a)
                     self._out.put_nowait({"type": "connection", "ts": self._now(),
                                           "status": "disconnected", "reason": a})
             except ProjectXError as exc:
@@ -228,17 +302,29 @@ class ProjectXBroker:
         """The broker's view, re-read before live pushes are trusted again."""
         accounts = await self.rest.search_accounts(only_active=True)
         out: list[dict[str, Any]] = []
+        snap = Snapshot(self._now())
         for a in accounts:
             if a.get("id") in self.account_ids.values():
-                out += self.mapper.account(a).events
+                result = self._whole(self.mapper.account(a), "account")
+                snap.accounts += [_fields(ev) for ev in result.events]
         for name, aid in self.account_ids.items():
-            out += await self._resync_account(name, aid)
+            out += await self._resync_account(name, aid, snap)
         for ev in out:
             self._out.put_nowait(ev)
+        self._out.put_nowait(snap)
         self.connected = True
+        self._link.set("connected")
         self._out.put_nowait({"type": "connection", "ts": self._now(), "status": "connected"})
 
-    async def _resync_account(self, name: str, aid: int) -> list[dict[str, Any]]:
+    def _whole(self, result: MapResult, what: str) -> MapResult:
+        if result.problems:  # reported already (ProblemLog); this view is not the whole truth
+            raise ResyncIncomplete(f"a {what} of the broker's view could not be mapped: "
+                                   + result.problems[0].sentence)
+        return result
+
+    async def _resync_account(self, name: str, aid: int, snap: Snapshot) -> list[dict[str, Any]]:
+        """The fills of the gap and how vanished orders ended (returned, to go before the
+        snapshot), and the account's positions and working orders (added to `snap`)."""
         m = self.mapper
         positions = await self.rest.open_positions(aid)
         orders = await self.rest.open_orders(aid)
@@ -249,27 +335,26 @@ class ProjectXBroker:
         out: list[dict[str, Any]] = []
         # trades first: an order that filled during a gap is gone from the open orders
         for t in sorted(trades, key=lambda t: (str(t.get("creationTimestamp")), t.get("id", 0))):
-            out += m.trade(t).events
+            out += m.trade(t).events  # a trade that cannot be mapped is reported, not applied
         held: set[str] = set()
         for p in positions:
-            evs = m.position(p).events
-            out += evs
-            held.update(ev["symbol"] for ev in evs)
+            evs = self._whole(m.position(p), "position").events
+            for ev in evs:
+                if ev["qty"]:
+                    snap.positions.append(_fields(ev))
+                    held.add(ev["symbol"])
             if isinstance(p.get("contractId"), str):
                 await self._watch_quotes(p["contractId"])
         for (a, cid), _qty in list(m.positions.items()):
             if a == aid and m.contract_name(cid) not in held:
-                out += m.position({"accountId": aid, "contractId": cid, "size": 0}).events
-        for sym in self._engine_positions(name) if self._engine_positions else ():
-            if sym not in held and all(ev.get("symbol") != sym for ev in out
-                                       if ev["type"] == "position"):
-                out.append({"type": "position", "ts": self._now(), "account": name,
-                            "symbol": sym, "qty": 0})
+                m.position({"accountId": aid, "contractId": cid, "size": 0})  # gone: forget it
         open_ids = set()
         for o in orders:
-            out += m.order(o).events
-            if isinstance(o.get("id"), int):
-                open_ids.add(o["id"])
+            self._whole(m.order(o), "working order")  # the mapper's order state
+            oid = o.get("id")
+            if isinstance(oid, int) and oid in m.working:
+                open_ids.add(oid)
+                snap.orders.append(self._order_fields(name, o))
             if isinstance(o.get("contractId"), str):
                 await self._watch_quotes(o["contractId"])
         gone = [oid for oid, (a, _c, _s) in m.working.items() if a == aid and oid not in open_ids]
@@ -284,12 +369,21 @@ class ProjectXBroker:
                     result = MapResult([{"type": "order_cancelled", "ts": self._now(),
                                          "account": name, "order_id": str(oid)}])
                 out += result.events
-        known = {str(i) for i in open_ids} | {str(i) for i in gone}
-        for oid_text in self._engine_orders(name) if self._engine_orders else ():
-            if oid_text not in known:
-                out.append({"type": "order_cancelled", "ts": self._now(), "account": name,
-                            "order_id": oid_text})
         return out
+
+    def _order_fields(self, account: str, o: dict[str, Any]) -> dict[str, Any]:
+        """A working order as a Snapshot lists it (order_placed's fields), from a payload the
+        mapper has just accepted."""
+        _, cid, (size, price, stop) = self.mapper.working[o["id"]]
+        fields: dict[str, Any] = {
+            "account": account, "symbol": self.mapper.contract_name(cid) or cid,
+            "order_id": str(o["id"]), "side": SIDES[o["side"]], "qty": size,
+            "order_type": PX_ORDER_TYPES[o["type"]]}
+        if price is not None:
+            fields["price"] = price
+        if stop is not None:
+            fields["stop_price"] = stop
+        return fields
 
     # ------------------------------------------------------------ instruments
 
@@ -321,6 +415,32 @@ class ProjectXBroker:
         return None
 
     # ------------------------------------------------------------ actions
+
+    def submit(self, command: Command) -> Awaitable[str | None]:
+        """The engine's command as the Gateway's calls (CONTRACT §9); the awaitable answers
+        the broker's confirmation or raises BrokerError with its reason."""
+        return self._execute(command)
+
+    async def _execute(self, command: Command) -> str | None:
+        if isinstance(command, CancelOrder):
+            return (await self.cancel_order(command.account, command.order_id)).detail
+        if isinstance(command, Flatten):
+            return (await self.flatten(command.account)).detail
+        if isinstance(command, MarketOrder):
+            if command.intent == "close":
+                return (await self.close_position(command.account, command.symbol)).detail
+            return (await self.reduce_position(command.account, command.symbol,
+                                               command.qty)).detail
+        if isinstance(command, StopOrder | LimitOrder):
+            stop = isinstance(command, StopOrder)
+            oid = await self.place_order(
+                command.account, command.symbol, command.side, command.qty,
+                order_type="stop" if stop else "limit",
+                price=None if stop else command.price,  # type: ignore[union-attr]
+                stop_price=command.stop_price if stop else None,  # type: ignore[union-attr]
+                tag=_tag())
+            return f"order {oid} placed"
+        raise BrokerError(f"ProjectX cannot carry out {type(command).__name__}")
 
     def _ids(self, account: str, symbol: str | None = None) -> tuple[int, str | None]:
         aid = self.account_ids.get(account)
@@ -382,6 +502,8 @@ class ProjectXBroker:
             if exc.code_name == "PositionNotFound":
                 return ActionResult("skipped", f"no position in {symbol}")
             raise BrokerError(str(exc)) from None
+        except GatewayUnavailable as exc:  # sent, no answer: it may have reduced already
+            raise OutcomeUnknown(str(exc)) from None
         except ProjectXError as exc:
             raise BrokerError(str(exc)) from None
         return ActionResult("ok", f"reduced {symbol} by {qty}")

@@ -42,10 +42,32 @@ _TS = re.compile(
 )
 
 
+_WHOLE: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS±HH:MM" → epoch seconds (parse_ts's cache)
+_WHOLE_MAX = 4096
+
+
 def parse_ts(text: str) -> float:
     """A .NET round-trip timestamp (`2026-05-06T13:36:03.4962794+00:00`, up to 9 fractional
     digits, an offset required) → epoch seconds. The whole seconds are computed exactly as an
     integer and the fraction from its digits, so 7 digits lose nothing a float can hold."""
+    # the hubs' shape (a fraction, a ±HH:MM offset) takes a fast path: every quote carries a
+    # stamp, and many share their second, whose value is validated and computed once
+    if (isinstance(text, str) and len(text) >= 27 and text[19] == "." and text[-3] == ":"
+            and text[-6] in "+-"):
+        frac = text[20:-6]
+        if len(frac) <= 9 and frac.isascii() and frac.isdigit():
+            key = text[:19] + text[-6:]
+            whole = _WHOLE.get(key)
+            if whole is None:
+                whole = int(_parse_ts(key))
+                if len(_WHOLE) >= _WHOLE_MAX:
+                    _WHOLE.clear()
+                _WHOLE[key] = whole
+            return whole + int(frac) / 10 ** len(frac)
+    return _parse_ts(text)
+
+
+def _parse_ts(text: str) -> float:
     m = _TS.match(text.strip()) if isinstance(text, str) else None
     if m is None:
         raise ValueError("not a timestamp with an offset")
@@ -407,19 +429,23 @@ class Mapper:
             symbol = self._symbol(cid, "quote")
             fields = {}
             for key, name in (("bestBid", "bid"), ("bestAsk", "ask"), ("lastPrice", "last")):
-                if d.get(key) is not None:
-                    fields[name] = _num(d, key, "quote")
+                v = d.get(key)
+                if v is not None:
+                    # a finite float, the usual case, without _num's call (quotes are many)
+                    fields[name] = (v if v.__class__ is float and math.isfinite(v)
+                                    else _num(d, key, "quote"))
             ts = _ts(d, ("timestamp", "lastUpdated"), "quote")
         except _Bad as bad:
             return self._fail(bad)
         merged = self.quotes.setdefault(cid, {})
-        before = dict(merged)
+        changed = False
         for name, value in fields.items():
             if value == 0:  # no bid / no ask: nothing to mark with
-                merged.pop(name, None)
-            else:
+                changed = merged.pop(name, None) is not None or changed
+            elif merged.get(name) != value:
                 merged[name] = value  # type: ignore[assignment]
-        if merged == before or not merged:
+                changed = True
+        if not changed or not merged:
             return MapResult()
         ev: dict[str, Any] = {"type": "quote", "ts": ts if ts is not None else self._now(),
                               "symbol": symbol, **merged}

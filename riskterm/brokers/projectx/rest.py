@@ -377,8 +377,10 @@ class ProjectXRest:
                         {"accountId": account_id, "contractId": contract_id})
 
     async def partial_close_position(self, account_id: int, contract_id: str, size: int) -> None:
+        # never sent again after a lost answer: a second partial close would take more off
         await self.call("Position/partialCloseContract",
-                        {"accountId": account_id, "contractId": contract_id, "size": size})
+                        {"accountId": account_id, "contractId": contract_id, "size": size},
+                        retry=False)
 
 
 class _Unauthorized(Exception):

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.gateway.state import Faults, GatewayState, Refused, rest_ts
+from riskterm.testing.gateway.state import Faults, GatewayState, Refused, rest_ts
 
 RS = "\x1e"
 USERNAME = "trader@example.com"
@@ -119,6 +119,9 @@ class TestGateway:
         self.requests: list[Recorded] = []
         self.conns: list[_Conn] = []
         self.pushed: list[tuple[str, str, list]] = []  # every push sent (hub, target, args)
+        # called with each REST request as it arrives, before it is answered (the broker
+        # benchmark timestamps enforcement requests here)
+        self.on_request: Callable[[Recorded], None] | None = None
         self.hub_connects: dict[str, int] = {"user": 0, "market": 0}
         self._negotiated: dict[str, bool] = {}  # id -> used
         self._calls: dict[str, deque[float]] = {}
@@ -261,6 +264,8 @@ class TestGateway:
             body = None
         rec = Recorded("rest", endpoint, body)
         self.requests.append(rec)
+        if self.on_request is not None:
+            self.on_request(rec)
         resp = await self._answer(request, endpoint, body)
         rec.status = resp.status
         return resp

@@ -1,5 +1,5 @@
-"""LiveScreen: the chrome every main screen shares (halt banner, status bar, footer) and the hook
-the app calls at each flush while the screen is on top."""
+"""LiveScreen: the chrome every main screen shares (halt and connection banners, status bar,
+footer) and the hook the app calls at each flush while the screen is on top."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from textual.screen import Screen
 from riskterm.tui.halt_banner import HaltBanner
 from riskterm.tui.key_bar import KeyBar
 from riskterm.tui.keys import KeyAction
+from riskterm.tui.link_banner import LinkBanner
 from riskterm.tui.status_bar import StatusBar
 from riskterm.tui.view import AccountRow
 
@@ -48,6 +49,7 @@ class LiveScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield HaltBanner(self.rt.tz, id="halt-banner")
+        yield LinkBanner(self.rt.tz, id="link-banner")
         yield from self.compose_body()
         yield StatusBar(self.rt.tz, id="status-bar")
         yield KeyBar()
@@ -62,6 +64,10 @@ class LiveScreen(Screen[None]):
     @property
     def banner(self) -> HaltBanner:
         return self.query_one("#halt-banner", HaltBanner)
+
+    @property
+    def link_banner(self) -> LinkBanner:
+        return self.query_one("#link-banner", LinkBanner)
 
     def refresh_live(self, frame: Frame) -> None:
         """Bring the screen up to date (called inside App.batch_update)."""

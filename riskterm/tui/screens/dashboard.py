@@ -3,6 +3,7 @@ P&L of the day."""
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 
@@ -13,6 +14,9 @@ from riskterm.tui.positions_table import PositionsTable
 from riskterm.tui.screens.base import Frame, LiveScreen
 from riskterm.tui.view import position_rows
 from riskterm.tui.violations_feed import ViolationsFeed
+
+POSITIONS_WIDTH = 90  # the whole positions table (app.tcss), when the screen has room
+FEED_MIN_WIDTH = 36
 
 
 class DashboardScreen(LiveScreen):
@@ -32,6 +36,12 @@ class DashboardScreen(LiveScreen):
             yield positions
             yield feed
         yield PnlSparkline(id="pnl")
+
+    def on_resize(self, event: events.Resize) -> None:
+        # a narrow terminal (80 columns): the positions table scrolls sideways, so the
+        # violations feed keeps a share of the width instead of being pushed off the screen
+        self.positions.styles.width = min(POSITIONS_WIDTH,
+                                          max(40, event.size.width - FEED_MIN_WIDTH))
 
     @property
     def accounts(self) -> AccountsTable:
