@@ -182,6 +182,9 @@ class Mapper:
         self.working: dict[int, tuple[int, str, tuple]] = {}  # order id → (acct, cid, shape)
         self._finished: OrderedDict[int, None] = OrderedDict()
         self._trades: dict[int, OrderedDict[int, bool]] = {}  # acct → trade id → applied
+        # contracts traded per order id the mapper did not know as working: a re-sync can read
+        # an order's trades before the hub's push of that order (status 6) is handled
+        self._traded_early: OrderedDict[int, int] = OrderedDict()
         self.last_trade_ts: dict[int, float] = {}  # acct → creation time of the last applied
 
     # ------------------------------------------------------------ learning
@@ -308,6 +311,10 @@ class Mapper:
                 stop_price = None
             shape = (size, price, stop_price)
             known = self.working.get(oid)
+            if known is None and self._traded_early.get(oid, 0) >= size:
+                # its trades were applied already (read by a re-sync): it is not working
+                self._remember_finished(oid)
+                return MapResult()
             if known is None:
                 self.working[oid] = (aid, cid, shape)
                 ev = {"type": "order_placed", **base, "symbol": symbol, "side": SIDES[side],
@@ -376,6 +383,10 @@ class Mapper:
         if voided:
             return MapResult()
         ts = ts if ts is not None else self._now()
+        if oid not in self.working:
+            self._traded_early[oid] = self._traded_early.get(oid, 0) + size
+            if len(self._traded_early) > MAX_REMEMBERED:
+                self._traded_early.popitem(last=False)
         self.last_trade_ts[aid] = max(ts, self.last_trade_ts.get(aid, ts))
         ev: dict[str, Any] = {"type": "fill", "ts": ts, "account": account, "symbol": symbol,
                               "order_id": str(oid), "side": SIDES[side], "qty": size,
