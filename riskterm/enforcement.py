@@ -240,16 +240,20 @@ class Enforcer:
 
     def confirmed(self, rec: dict[str, Any], outcomes: list[tuple[Command, BaseException | str
                                                                   | None]],
-                  errors: list[str], key: tuple[str, str, str | None] | None) -> None:
+                  errors: list[str], key: tuple[str, str, str | None] | None) -> bool:
         """The broker answered every command of a PENDING record: make it `ok` or `failed`
         (with the broker's reasons). A refused command is taken off the in-flight ledger; one
-        whose outcome is unknown stays on it, so it is never sent twice."""
+        whose outcome is unknown stays on it, so it is never sent twice. True when an outcome
+        is unknown."""
         notes = []
+        unknown = False
         for command, outcome in outcomes:
             if isinstance(outcome, OrderNotWorking):
                 continue
             if isinstance(outcome, BaseException):
-                if not isinstance(outcome, OutcomeUnknown):
+                if isinstance(outcome, OutcomeUnknown):
+                    unknown = True
+                else:
                     self._unmark(command, key)
                 errors.append(str(outcome) if isinstance(outcome, BrokerError)
                               else f"broker error: {outcome!r}")
@@ -263,6 +267,7 @@ class Enforcer:
             rec["status"] = "ok"
             if notes:
                 rec["detail"] += f" (broker: {'; '.join(notes)})"
+        return unknown
 
     def _record(
         self,
@@ -305,24 +310,28 @@ class Enforcer:
             self._unconfirmed = None
 
             def done(outcomes: list[tuple[Command, BaseException | str | None]]) -> None:
-                self.confirmed(rec, outcomes, errors, key)
-                self._settled(rec, attempt, retry)
+                unknown = self.confirmed(rec, outcomes, errors, key)
+                self._settled(rec, attempt, retry, unknown)
 
             self.engine.await_confirmation(rec, waiting, done)
         elif rec is not None:
             self._settled(rec, attempt, retry)
         return rec
 
-    def _settled(self, rec: dict[str, Any], attempt: int, retry: tuple[Any, ...]) -> None:
+    def _settled(self, rec: dict[str, Any], attempt: int, retry: tuple[Any, ...],
+                 unknown: bool = False) -> None:
         """The record's final status is known: a failure is tried again later (the retry
-        re-checks what is still needed), at most len(RETRY_DELAYS) times."""
+        re-checks what is still needed), at most len(RETRY_DELAYS) times. After an unknown
+        outcome the close stays in flight until a fill or position settles it or it lapses,
+        so the retry comes once it has lapsed: a close that never happened is sent again
+        then, instead of leaving the position over its limit for good."""
         if rec["status"] != "failed":
             return
         if attempt <= len(RETRY_DELAYS):
+            delay = IN_FLIGHT_SECONDS + 1.0 if unknown else RETRY_DELAYS[attempt - 1]
             # the violation stands; try again later (the retry re-checks what is still needed)
-            rec["detail"] += f" (attempt {attempt}, retrying in {RETRY_DELAYS[attempt - 1]:g}s)"
-            self.engine.schedule(self.engine.clock + RETRY_DELAYS[attempt - 1], self._retry,
-                                 retry)
+            rec["detail"] += f" (attempt {attempt}, retrying in {delay:g}s)"
+            self.engine.schedule(self.engine.clock + delay, self._retry, retry)
         else:
             rec["detail"] += f" (attempt {attempt}, giving up)"
 

@@ -102,13 +102,30 @@ async def test_an_unknown_outcome_stays_in_flight_so_it_is_never_sent_twice() ->
     await settle()
     _, enf = records(engine)
     assert enf["status"] == "failed" and "timed out" in enf["detail"]
-    # the retry finds the 2 contracts still closing: nothing is sent again
-    engine.process({"type": "clock", "ts": ts("2026-02-03T15:00:02Z")})
-    (retry,) = records(engine)
-    assert retry["status"] == "skipped" and "already in flight" in retry["detail"]
-    assert len(broker.sent) == 1
-    # the broker's fill settles it
-    engine.process(fill("2026-02-03T15:00:03Z", "sell", 2, 100.0))
+    assert "retrying in 31s" in enf["detail"]  # once the close in flight has lapsed
+    # within the window nothing is sent again: the close may have happened
+    engine.process({"type": "clock", "ts": ts("2026-02-03T15:00:20Z")})
+    assert records(engine) == [] and len(broker.sent) == 1
+    # it had not (no fill, no position came): once lapsed, the retry sends it again
+    engine.process({"type": "clock", "ts": ts("2026-02-03T15:00:32Z")})
+    assert len(broker.sent) == 2 and broker.sent[1] == broker.sent[0]
+    broker.answer(1)
+    await settle()
+    (again,) = records(engine)
+    assert again["status"] == "ok" and again["detail"] == "sell 2 MNQ to reach 1"
+
+
+async def test_an_unknown_outcome_settled_by_the_fill_is_not_sent_again() -> None:
+    broker = LaterBroker()
+    engine = make_engine(LIMIT, broker)
+    engine.process(fill("2026-02-03T15:00:00Z", "buy", 3, 100.0))
+    broker.refuse(0, OutcomeUnknown("Position/partialCloseContract answered HTTP 503"))
+    await settle()
+    records(engine)
+    engine.process(fill("2026-02-03T15:00:03Z", "sell", 2, 100.0))  # it did go through
+    engine.process({"type": "clock", "ts": ts("2026-02-03T15:00:40Z")})
+    (retry,) = records(engine, ("enforcement",))
+    assert retry["status"] == "skipped" and "already within 1" in retry["detail"]
     assert len(broker.sent) == 1
 
 
