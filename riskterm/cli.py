@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="riskterm", parents=[common],
         description="A terminal risk manager: watches a broker's events and enforces risk rules.",
     )
+    parser.add_argument("--version", action="version", version=f"riskterm {_version()}")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("check-rules", parents=[common], help="validate a rules file")
     p.add_argument("path")
@@ -94,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("riskterm")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(version unknown: the package is not installed)"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -121,6 +121,8 @@ async def test_approval_rechecks_against_the_account_as_it_is_now(tmp_path: Path
     assert await pool.approve(job_id) == []
     assert engine.calls == []
     (log,) = db_rows(db, "SELECT actions_log FROM jobs")[0]
-    assert json.loads(log)[0]["result"] == ("rejected at approval: unknown symbol MNQ for "
-                                            "account A1")
+    # said as it is, not as "unknown symbol" (issue 16)
+    assert json.loads(log)[0]["result"] == ("rejected at approval: A1 no longer holds a MNQ "
+                                            "position: it was closed after the job looked at "
+                                            "the account")
     await pool.stop()

@@ -19,9 +19,11 @@ _SYMBOL_ACTIONS = ("close_position", "reduce_position", "set_stop_loss", "set_ta
 
 def check(action: str, arguments: dict[str, Any], snapshot: dict[str, Any],
           allow: Iterable[str], known_accounts: Iterable[str],
-          accepted: list[dict[str, Any]]) -> str | None:
+          accepted: list[dict[str, Any]], seen: dict[str, Any] | None = None) -> str | None:
     """Why the proposal must not run, or None when it may. `accepted`: proposals of the same
-    job already accepted (a later one must not undo or repeat them)."""
+    job already accepted (a later one must not undo or repeat them). `seen`: at approval, the
+    snapshot the job made its proposal on, so a position closed since is called that, not an
+    unknown symbol (the account as it is now may no longer mention the symbol at all)."""
     account = snapshot.get("account")
     if action not in ACTION_TOOLS:
         return f"{action} is not an action the Smart Risk Manager may take"
@@ -36,7 +38,10 @@ def check(action: str, arguments: dict[str, Any], snapshot: dict[str, Any],
         return f"{action} needs a symbol"
     pos = risk.position(snapshot, symbol)
     if pos is None:
-        if symbol not in risk.known_symbols(snapshot):
+        if seen is not None and risk.position(seen, symbol) is not None:
+            return (f"{account} no longer holds a {symbol} position: it was closed after the "
+                    "job looked at the account")
+        if symbol not in risk.known_symbols(snapshot) | risk.known_symbols(seen or {}):
             return f"unknown symbol {symbol} for account {account}"
         return f"{account} has no open {symbol} position"
     same = [a for a in accepted if a["arguments"].get("symbol") == symbol]

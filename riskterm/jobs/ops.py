@@ -152,9 +152,11 @@ async def approve(pool: JobPool, job_id: str) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     done: list[dict[str, Any]] = []
     executed = 0
+    seen = (job.graph_state or {}).get("snapshot") or job.snapshot  # what the job proposed on
     for entry in pending:
         why = guardrails.check(entry["action"], entry["arguments"], snapshot,
-                               pool.config.allow, engine.known_accounts(), done)
+                               pool.config.allow, engine.known_accounts(), done,
+                               seen if isinstance(seen, dict) else None)
         if why is not None:
             entry["result"] = f"rejected at approval: {why}"
             continue

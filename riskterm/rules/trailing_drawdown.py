@@ -30,25 +30,48 @@ ID = "trailing_drawdown"
 INF = float("inf")
 
 
+def equity_of(acct: AccountState, st: dict[str, Any] | None) -> float | None:
+    """The equity the rule judges (see the module's docstring); None before a balance."""
+    equity = acct.equity
+    if equity is not None:
+        return equity
+    balance = acct.balance
+    if balance is None:
+        return None
+    equity = balance + (st["unbooked"] if st is not None else 0.0)
+    for p in acct.positions.values():
+        q = p.qty
+        if q:
+            mark = p.mark
+            if mark is not None:
+                equity += (mark - p.avg_price) * q * p.point_value
+    return equity
+
+
+def levels(acct: AccountState, params: Any) -> dict[str, float | None] | None:
+    """What the rule holds for an account now, for display: the high-water mark, the mark the
+    drawdown is measured from (capped at start + amount), the floor, the equity and the
+    drawdown; None before the rule has seen an equity."""
+    st = acct.rule_state.get(ID)
+    if st is None:
+        return None
+    mark: float = st["mark"]
+    amount: float = params.amount
+    top = mark
+    start = st["start"]
+    if start is not None and top > start + amount and params.stop_at_start_balance:
+        top = start + amount
+    equity = equity_of(acct, st)
+    return {"mark": mark, "top": top, "floor": top - amount, "equity": equity,
+            "drawdown": None if equity is None else top - equity}
+
+
 class TrailingDrawdown(Rule):
     id = ID
     events = ("quote", "fill", "position", "account")
 
     def _equity(self, acct: AccountState, st: dict[str, Any] | None) -> float | None:
-        equity = acct.equity
-        if equity is not None:
-            return equity
-        balance = acct.balance
-        if balance is None:
-            return None
-        equity = balance + (st["unbooked"] if st is not None else 0.0)
-        for p in acct.positions.values():
-            q = p.qty
-            if q:
-                mark = p.mark
-                if mark is not None:
-                    equity += (mark - p.avg_price) * q * p.point_value
-        return equity
+        return equity_of(acct, st)
 
     def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> float | None:
         st: dict[str, Any] | None = acct.rule_state.get(ID)

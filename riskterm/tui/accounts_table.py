@@ -1,5 +1,10 @@
 """AccountsTable: one row per account — trading state, money, the day's P&L, the daily loss limit
-used and the lockout. A halted account's row is red from end to end."""
+used and the lockout. A halted account's row is red from end to end.
+
+Narrower than its 153 cells (80 columns: 76), the account name narrows to 10 cells and the
+lockout to 14 (cut with an ellipsis), then columns drop in this order: balance, realized,
+unrealized, equity, daily limit used. The account, its state, the day's P&L and the lockout stay.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ class AccountsTable(LiveTable):
         ("limit", "Daily limit used", 16),
         ("lockout", "Lockout", 40),
     )
+    NARROW = {"account": 10, "lockout": 14}
+    DROP = ("balance", "realized", "unrealized", "equity", "limit")
 
     def __init__(self, tz: ZoneInfo, **kw: Any) -> None:
         super().__init__(**kw)

@@ -15,13 +15,15 @@ import gc
 import sys
 import time
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from rich.text import Text
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.notifications import SeverityLevel
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.worker import Worker
 
 from riskterm.brokers import registry
@@ -32,20 +34,27 @@ from riskterm.enforcement import PENDING
 from riskterm.host import EngineHost, RunOptions, SourceError
 from riskterm.recorder import StorageError
 from riskterm.tui import formatting as fmt
+from riskterm.tui.accounts_table import AccountsTable
+from riskterm.tui.attention_desk import AttentionDesk
 from riskterm.tui.commands import RiskTermCommands
+from riskterm.tui.filter_bar import cycle_sort, open_filter, sort_by, target_table
 from riskterm.tui.history import open_reader
 from riskterm.tui.job_source import JobError, JobSource, NoJobSource, job_source_for
 from riskterm.tui.keys import APP_KEYS, bindings
+from riskterm.tui.live_table import LiveTable
 from riskterm.tui.messages import EngineStarted, RecordsCommitted, SourceEnded
 from riskterm.tui.pnl_history import PnlHistory
+from riskterm.tui.screens.account import AccountScreen
 from riskterm.tui.screens.base import Frame, LiveScreen
 from riskterm.tui.screens.confirm import ConfirmScreen
 from riskterm.tui.screens.dashboard import DashboardScreen
 from riskterm.tui.screens.help import HelpScreen
 from riskterm.tui.screens.jobs import JobsScreen
+from riskterm.tui.screens.notifications import NotificationsScreen
 from riskterm.tui.screens.rules import RulesScreen
 from riskterm.tui.screens.violations import ViolationsScreen
 from riskterm.tui.settings import AppSettings
+from riskterm.tui.settings_file import load_settings
 from riskterm.tui.status_bar import LinkInfo, StatusInfo
 from riskterm.tui.view import account_rows, severity
 
@@ -83,6 +92,7 @@ class RiskTermApp(App[int]):
         "violations": ViolationsScreen,
         "jobs": JobsScreen,
         "rules": RulesScreen,
+        "account": AccountScreen,
     }
     DEFAULT_MODE = "dashboard"
     BINDINGS = bindings(APP_KEYS)
@@ -93,7 +103,8 @@ class RiskTermApp(App[int]):
         self.opts = opts
         self.config = config
         self.settings = settings
-        self.tz = config.tz
+        # clocks on screen: the settings' display zone, else the rules' (load_settings checked it)
+        self.tz = ZoneInfo(settings.time_zone) if settings.time_zone else config.tz
         self.host = EngineHost(opts, config, sinks=[self._sink], diagnostics=self._diagnostic,
                                default_speed=DASHBOARD_SPEED)
         self.pnl = PnlHistory(settings.pnl_step_s)
@@ -108,8 +119,12 @@ class RiskTermApp(App[int]):
         self.record_seq = 0
         self.jobs_version = 0
         self.history_version = 0
+        self.rejected = 0  # input lines rejected in this run (records of kind `rejected`)
+        self.rejected_version = 0
         self.flushes = 0
         self.selected_account: str | None = None
+        self.account_target: str | None = None  # the account screen's account
+        self.account_from = self.DEFAULT_MODE  # the mode the account screen goes back to
         self.rules_error: str | None = None
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._engine_worker: Worker[None] | None = None
@@ -118,6 +133,11 @@ class RiskTermApp(App[int]):
         self._built_switch = False
         if settings.deterministic:
             self.animation_level = "none"
+        if settings.theme:
+            self.theme = settings.theme
+        if settings.keymap:  # before the screens mount, so their footers show the keys as moved
+            self.set_keymap(settings.keymap)
+        self.attention = AttentionDesk(self)  # halts, lockouts, failed enforcements
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -127,8 +147,9 @@ class RiskTermApp(App[int]):
         return None if self.engine_state == "starting" else getattr(self.host, "engine", None)
 
     def on_mount(self) -> None:
-        if self.settings.keymap:
-            self.set_keymap(self.settings.keymap)
+        if self.settings.problems:  # a bad settings file: which key, and why
+            self.notify("\n".join(self.settings.problems), severity="warning", timeout=60,
+                        title=f"Settings file {self.settings.settings_file}")
         self._engine_worker = self.run_worker(self._run_engine(), name="engine", group="engine")
         self.set_interval(1 / self.settings.refresh_hz, self.refresh_now, name="flush")
 
@@ -274,6 +295,11 @@ class RiskTermApp(App[int]):
                 self.jobs_version += 1
             elif kind in ("violation", "warning"):
                 self.history_version += 1
+            elif kind == "rejected":
+                self.rejected += 1
+                self.rejected_version += 1
+            elif kind in ("lockout", "enforcement"):
+                self.attention.offer(rec)
             if severity(rec) is not None:
                 self.record_seq += 1
                 recent.append((self.record_seq, rec))
@@ -306,6 +332,7 @@ class RiskTermApp(App[int]):
             queued=None if metrics is None else metrics[0],
             running=None if metrics is None else metrics[1],
             paused=self.paused, state=self.engine_state, link=self.link_info(),
+            rejected=self.rejected,
         )
 
     def link_info(self) -> LinkInfo | None:
@@ -329,14 +356,18 @@ class RiskTermApp(App[int]):
         with self.batch_update():
             info = self.status_info()
             screen.status_bar.show(info)
+            screen.key_bar.sync()  # Pause / Resume
             # a lost connection shows even while paused: what is on screen may be stale
             screen.link_banner.show(info.link if self.engine_state == "live" else None)
-            if engine is None or self.paused:
+            # paused, a screen never filled yet (the rules first opened while paused) gets one
+            # frame, so it shows what is frozen instead of nothing
+            if engine is None or (self.paused and screen.filled):
                 return
             now = engine.now()
             frame = Frame(engine, now, account_rows(engine))
             screen.banner.show(list(frame.accounts.values()), now)
             screen.refresh_live(frame)
+            screen.filled = True
         self.flushes += 1
 
     # -- actions -------------------------------------------------------------------------------
@@ -367,8 +398,47 @@ class RiskTermApp(App[int]):
     def action_back(self) -> None:
         if len(self.screen_stack) > 1:
             self.pop_screen()
+        elif self.current_mode == "account":  # back to the screen it was opened from
+            self.action_show(self.account_from)
         elif self.current_mode != "dashboard":
             self.switch_mode("dashboard")
+
+    # -- filter, sort, the account screen (riskterm/tui/filter_bar.py, screens/account.py) --
+
+    def action_filter(self) -> None:
+        if open_filter(self.screen) is None:
+            self.notify("No table to filter on this screen.", severity="warning")
+
+    def action_sort(self, reverse: bool = False) -> None:
+        table = target_table(self.screen)
+        if table is None:
+            self.notify("No table to sort on this screen.", severity="warning")
+            return
+        cycle_sort(table, reverse=reverse)
+
+    def on_live_table_header_clicked(self, event: LiveTable.HeaderClicked) -> None:
+        sort_by(event.table, event.column)
+
+    def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
+        # enter on an account row opens the account (the jobs screen handles its own rows)
+        if isinstance(event.table, AccountsTable):
+            self.open_account(event.key)
+
+    def action_account(self) -> None:
+        target = self._need_account()
+        if target is not None:
+            self.open_account(target[1])
+
+    def open_account(self, account: str) -> None:
+        self.account_target = account
+        if self.current_mode != "account":
+            self.account_from = self.current_mode
+            while len(self.screen_stack) > 1:  # a job's detail over the jobs screen
+                self.pop_screen()
+            self.action_show("account")
+        elif isinstance(self.screen, AccountScreen):
+            self.screen.show_account(account)
+            self.refresh_now()
 
     def target_account(self) -> str | None:
         screen = self.live_screen()
@@ -533,12 +603,24 @@ class RiskTermApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.settings.keymap))
 
+    def action_notifications(self) -> None:
+        if not isinstance(self.screen, NotificationsScreen):
+            self.push_screen(NotificationsScreen())
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        # Textual's own Quit and Keys would stand beside ours (RiskTermCommands) in the palette
+        ours = {key.description for key in APP_KEYS}
+        for command in super().get_system_commands(screen):
+            if command.title not in ours:
+                yield command
+
 
 
 def create_app(opts: RunOptions, config: RulesConfig,
                settings: AppSettings | None = None) -> RiskTermApp:
-    """The one way to build the dashboard, for the command line and for the tests."""
-    return RiskTermApp(opts, config, settings or AppSettings())
+    """The one way to build the dashboard, for the command line and for the tests: without
+    `settings`, those of the user's settings file (riskterm/tui/settings_file.py)."""
+    return RiskTermApp(opts, config, settings if settings is not None else load_settings())
 
 
 async def _run_app(app: RiskTermApp) -> int | None:

@@ -11,21 +11,23 @@ from textual.dom import DOMNode
 from riskterm.tui.keys import APP_KEYS, KeyAction
 
 
-def _key_label(key: KeyAction) -> str:
-    return key.key_display or key.key
+def _key_label(key: KeyAction, keymap: dict[str, str]) -> str:
+    """The key as the user's key map has it (settings file [keys]), else its default."""
+    return keymap.get(key.id) or key.key_display or key.key
 
 
 class RiskTermCommands(Provider):
     def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         node: DOMNode = self.screen  # the screen the palette was opened from
         out: list[tuple[str, str, Callable[[], object]]] = []
+        keymap: dict[str, str] = getattr(getattr(self.app, "settings", None), "keymap", {})
         for key in getattr(node, "PALETTE_KEYS", ()):
-            out.append((f"{key.description} ({_key_label(key)})", key.tooltip,
+            out.append((f"{key.description} ({_key_label(key, keymap)})", key.tooltip,
                         partial(node.run_action, key.action)))
         for key in APP_KEYS:
             if key.id == "back":
                 continue
-            out.append((f"{key.description} ({_key_label(key)})", key.tooltip,
+            out.append((f"{key.description} ({_key_label(key, keymap)})", key.tooltip,
                         partial(self.app.run_action, key.action)))
         return out
 

@@ -47,6 +47,7 @@ def safe_text(text: Text, *, newlines: bool = False) -> Text:
 def money(value: float | None, *, signed: bool = False) -> str:
     if value is None or not math.isfinite(value):
         return DASH
+    value = round(value, 2) + 0.0  # -0.004 and -0.0 are shown as 0.00, never -0.00
     if signed:
         return f"{value:+,.2f}"
     return f"{value:,.2f}"

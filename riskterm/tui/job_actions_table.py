@@ -1,4 +1,8 @@
-"""JobActionsTable: a job's actions log (step, action, arguments, reason, confidence, result)."""
+"""JobActionsTable: a job's actions log (step, action, arguments, reason, confidence, result).
+
+Narrower than its 90 cells, the reason narrows to 12 cells, the arguments and the result to 8 and
+the action to 10 (cut with an ellipsis; enter opens the row whole), then columns drop in this
+order: confidence, arguments."""
 
 from __future__ import annotations
 
@@ -26,6 +30,26 @@ def action_rows(log: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     return rows
 
 
+def action_text(entry: dict[str, Any]) -> Text:
+    """One entry of the actions log whole: action, arguments (indented JSON), confidence,
+    reason and result, each on its own lines (for the row's own view)."""
+    text = Text()
+    text.append(fmt.safe(entry.get("action") or fmt.DASH), style="bold")
+    text.append(f"   step {fmt.safe(entry.get('step', fmt.DASH))}", style="dim")
+    confidence = entry.get("confidence")
+    if confidence is not None:
+        text.append(f" · confidence {fmt.safe(confidence)}", style="dim")
+    args = entry.get("arguments")
+    shown = (json.dumps(args, indent=2, sort_keys=True) if isinstance(args, dict | list)
+             else str(args or ""))
+    for label, value, style in (("arguments", shown, "cyan"),
+                                ("reason", str(entry.get("reason") or ""), ""),
+                                ("result", str(entry.get("result") or ""), "bold")):
+        text.append(f"\n\n{label}\n", style="bold underline")
+        text.append(fmt.safe(value, newlines=True) or fmt.DASH, style=style)
+    return text
+
+
 class JobActionsTable(LiveTable):
     COLUMNS = (
         ("step", "#", 3),
@@ -35,6 +59,8 @@ class JobActionsTable(LiveTable):
         ("confidence", "Conf", 4),
         ("result", "Result", 11),
     )
+    NARROW = {"reason": 12, "arguments": 8, "result": 8, "action": 10}
+    DROP = ("confidence", "arguments")
 
     def render_row(self, raw: tuple[Any, ...]) -> Sequence[RenderableType]:
         step, action, args, reason, confidence, result = raw

@@ -1,4 +1,8 @@
-"""JobQueueTable: the Smart Risk Manager job queue, one row per job, updated in place."""
+"""JobQueueTable: the Smart Risk Manager job queue, one row per job, updated in place.
+
+Narrower than its cells, the step and the account narrow to 10 cells (cut with an ellipsis), then
+columns drop in this order: actions, kind, attempts, created, duration, priority, progress. Job,
+account, status and step stay."""
 
 from __future__ import annotations
 
@@ -63,6 +67,14 @@ def progress_bar(fraction: float, status: str, width: int = 10) -> Text:
     return text
 
 
+def priority_text(priority: int | None) -> str:
+    """A job's priority in words, its number after: lower runs first (riskterm.jobs.pool)."""
+    if priority is None:
+        return fmt.DASH
+    word = "high" if priority < 0 else "low" if priority > 0 else "normal"
+    return f"{word} ({priority})"
+
+
 def available_actions(status: str) -> str:
     actions = ["⏎ detail"]
     if status in CANCELLABLE:
@@ -79,7 +91,7 @@ class JobQueueTable(LiveTable):
         ("kind", "Kind", 10),
         ("account", "Account", 15),
         ("status", "Status", 11),
-        ("priority", "Pri", 3),
+        ("priority", "Priority", 10),
         ("progress", "Progress", 15),
         ("step", "Step", 22),
         ("attempts", "Att", 3),
@@ -87,6 +99,8 @@ class JobQueueTable(LiveTable):
         ("duration", "Duration", 8),
         ("actions", "Actions", 28),
     )
+    NARROW = {"step": 10, "account": 10}
+    DROP = ("actions", "kind", "attempts", "created", "duration", "priority", "progress")
 
     def __init__(self, tz: ZoneInfo, **kw: Any) -> None:
         super().__init__(**kw)
@@ -99,7 +113,7 @@ class JobQueueTable(LiveTable):
             Text(row.kind),
             Text(fmt.safe(row.account)),
             Text(row.status, style=STATUS_STYLE.get(row.status, "")),
-            fmt.right(fmt.DASH if row.priority is None else str(row.priority)),
+            Text(priority_text(row.priority)),
             progress_bar(row.progress, row.status),
             Text(fmt.safe(row.step), no_wrap=True, overflow="ellipsis"),
             fmt.right(fmt.DASH if row.attempts is None else str(row.attempts)),

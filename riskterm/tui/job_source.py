@@ -7,6 +7,7 @@ back as `JobError` with a sentence a person understands.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -131,16 +132,45 @@ class PoolJobSource:
             await self.pool.retry(job_id)
 
     async def approve(self, job_id: str) -> str:
+        """Approve, and say what was sent and what the guardrails refused, with why; nothing
+        sent at all is a JobError naming each refusal."""
+        pending = [i for i, e in enumerate(await self._actions_log(job_id))
+                   if e.get("result") == "recommended"]
         with _job_errors():
             records = await self.pool.approve(job_id)
+        log = await self._actions_log(job_id)
+        refused = [f"{_described(log[i])}: {str(log[i]['result']).removeprefix(REFUSED)}"
+                   for i in pending
+                   if i < len(log) and str(log[i].get("result") or "").startswith(REFUSED)]
+        why = f"; refused: {'; '.join(refused)}" if refused else ""
         if not records:
-            return f"Job {job_id}: no recommended action could be executed."
+            raise JobError(f"no recommended action could be executed{why or '.'}")
         done = "; ".join(f"{r.get('action')} {r.get('status')}" for r in records)
-        return f"Job {job_id}: {len(records)} action{'s' if len(records) != 1 else ''} sent: {done}"
+        return (f"Job {job_id}: {len(records)} action{'s' if len(records) != 1 else ''} sent: "
+                f"{done}{why}")
+
+    async def _actions_log(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's actions log as stored ([] when it cannot be read: the approval itself
+        still goes ahead, its message then names no refusal)."""
+        try:
+            job = await self.show_job(job_id)
+        except (sqlite3.Error, ValueError):
+            return []
+        return list((job or {}).get("actions_log") or [])
 
     def metrics(self) -> tuple[int, int] | None:
         m = self.pool.metrics()
         return int(m.get("queue_depth", 0)), int(m.get("running", 0))
+
+
+REFUSED = "rejected at approval: "  # riskterm.jobs.ops.approve marks a refused entry so
+
+
+def _described(entry: dict[str, Any]) -> str:
+    """An actions-log entry in a few words: "reduce_position CL"."""
+    args = entry.get("arguments")
+    symbol = args.get("symbol") if isinstance(args, dict) else None
+    return f"{entry.get('action')}" + (f" {symbol}" if symbol else "")
 
 
 @contextmanager

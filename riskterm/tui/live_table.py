@@ -8,6 +8,11 @@ Why not DataTable: its render caches are keyed by a table-wide update counter, s
 `update_cell` re-renders every visible cell; at ten flushes a second on a busy account list that
 alone cost 30-80 ms a frame. Here each row's rendered line is cached until that row changes, and
 a repaint crops cached strips, so a flush costs what changed.
+
+A table narrower than its columns fits them (`fit_columns`): first the NARROW columns narrow to
+their minimum (their text cut with an ellipsis, never silently), then the DROP columns go, in
+that order, the narrowed ones widening again into what a dropped column frees. Each table states
+its order in its docstring; what is left scrolls sideways only below the last step.
 """
 
 from __future__ import annotations
@@ -27,8 +32,35 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from riskterm.tui.formatting import safe, safe_text
+from riskterm.tui.table_query import TableQuery
 
 PAD = 1  # blank cells each side of a column
+Column = tuple[str, str, int]  # key, label, width
+
+
+def fit_columns(columns: Sequence[Column], width: int, narrow: Mapping[str, int],
+                drop: Sequence[str]) -> list[Column]:
+    """The columns shown in `width` cells: all at their own width when they fit; else the
+    `narrow` columns narrowed (to their minimum at most), then the `drop` columns dropped in
+    order until the rest fits (or nothing is left to drop)."""
+    if sum(w + 2 * PAD for _, _, w in columns) <= width:
+        return list(columns)
+    dropped: set[str] = set()
+    order = [key for key in drop if any(c[0] == key for c in columns)]
+    while True:
+        shown = [c for c in columns if c[0] not in dropped]
+        least = sum(min(w, narrow.get(key, w)) + 2 * PAD for key, _, w in shown)
+        if least <= width or len(dropped) == len(order):
+            break
+        dropped.add(order[len(dropped)])
+    spare = max(0, width - least)
+    fitted = []
+    for key, label, w in shown:  # the narrowed columns take the spare cells back, in order
+        low = min(w, narrow.get(key, w))
+        grow = min(w - low, spare)
+        spare -= grow
+        fitted.append((key, label, low + grow))
+    return fitted
 
 
 def _cell_text(cell: RenderableType, width: int) -> Text:
@@ -50,6 +82,10 @@ def _cell_text(cell: RenderableType, width: int) -> Text:
 class LiveTable(ScrollView, can_focus=True):
     #: (column key, label, width); a label may have several lines ("PA-APEX\n544")
     COLUMNS: ClassVar[Sequence[tuple[str, str, int]]] = ()
+    #: column key -> the fewest cells it narrows to in a narrow table (see fit_columns)
+    NARROW: ClassVar[Mapping[str, int]] = {}
+    #: column keys dropped in a narrow table, the first first (see fit_columns)
+    DROP: ClassVar[Sequence[str]] = ()
     #: the scrollable height grows in steps of this many rows: a new virtual size means a new
     #: layout, too costly on every position opened or closed. 1 for tables sized to their rows.
     SIZE_STEP: ClassVar[int] = 1
@@ -89,6 +125,18 @@ class LiveTable(ScrollView, can_focus=True):
         def control(self) -> LiveTable:
             return self.table
 
+    class HeaderClicked(Message):
+        """A click on the header, on the column at index `column` (the table sorts by it)."""
+
+        def __init__(self, table: LiveTable, column: int) -> None:
+            super().__init__()
+            self.table = table
+            self.column = column
+
+        @property
+        def control(self) -> LiveTable:
+            return self.table
+
     class RowSelected(Message):
         """A row was chosen (enter, or a click on the row under the cursor)."""
 
@@ -103,7 +151,9 @@ class LiveTable(ScrollView, can_focus=True):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self._columns: list[tuple[str, str, int]] = list(self.COLUMNS)
+        self._all_columns: list[Column] = list(self.COLUMNS)
+        self._columns: list[Column] = list(self.COLUMNS)  # those shown, as fitted
+        self._fitted_width = -1
         self._order: list[str] = []
         self._index: dict[str, int] = {}
         self._raw: dict[str, tuple[Any, ...]] = {}
@@ -111,6 +161,8 @@ class LiveTable(ScrollView, can_focus=True):
         self._header: list[Strip] | None = None
         self.cursor_row = 0
         self._announced: str | None = None
+        #: the `/` filter and the sort order (riskterm/tui/table_query.py), once either is used
+        self.query: TableQuery | None = None
 
     # -- what subclasses provide -------------------------------------------------------------
 
@@ -122,13 +174,37 @@ class LiveTable(ScrollView, can_focus=True):
 
     def ensure_columns(self, columns: Sequence[tuple[str, str, int]]) -> None:
         """Add the columns not there yet (a table whose columns follow the data: accounts)."""
-        known = {key for key, _, _ in self._columns}
+        known = {key for key, _, _ in self._all_columns}
         added = [c for c in columns if c[0] not in known]
         if added:
-            self._columns += added
-            self._strips.clear()
-            self._header = None
+            self._all_columns += added
+            self._fitted_width = -1
+            self._fit()
             self._resize()
+
+    @property
+    def shown_columns(self) -> list[str]:
+        """The keys of the columns on screen (after fitting the width)."""
+        return [key for key, _, _ in self._columns]
+
+    def column_width(self, key: str) -> int | None:
+        """How wide a column is drawn, None when it is dropped."""
+        return next((w for k, _, w in self._columns if k == key), None)
+
+    def _fit(self) -> bool:
+        """Fit the columns to the width the table has; True when they changed."""
+        width = self.scrollable_content_region.width
+        if width <= 0 or width == self._fitted_width:
+            return False
+        self._fitted_width = width
+        columns = fit_columns(self._all_columns, width, self.NARROW, self.DROP)
+        if columns == self._columns:
+            return False
+        self._columns = columns
+        self._strips.clear()
+        self._header = None
+        self.refresh()
+        return True
 
     @property
     def header_height(self) -> int:
@@ -161,7 +237,13 @@ class LiveTable(ScrollView, can_focus=True):
 
     def sync(self, rows: Mapping[str, tuple[Any, ...]]) -> int:
         """Bring the table to `rows` (in their order); returns how many rows were added,
-        changed or removed (each of those is re-rendered; the others keep their cached line)."""
+        changed or removed (each of those is re-rendered; the others keep their cached line).
+        With a filter or a sort order, the rows shown are those of `self.query`."""
+        if self.query is not None:
+            rows = self.query.apply(rows)
+            subtitle = self.query.describe()
+            if subtitle != self.border_subtitle:
+                self.border_subtitle = subtitle
         raw = self._raw
         selected = self.selected_key()
         changed = 0
@@ -253,6 +335,15 @@ class LiveTable(ScrollView, can_focus=True):
         offset = event.get_content_offset(self)
         if offset is None:
             return
+        if offset.y < self.header_height:
+            x = round(self.scroll_offset.x) + offset.x
+            keys = [key for key, _, _ in self._all_columns]  # the index among all columns,
+            for key, _, width in self._columns:  # whichever were dropped to fit the width
+                x -= width + 2 * PAD
+                if x < 0:
+                    self.post_message(self.HeaderClicked(self, keys.index(key)))
+                    break
+            return
         row = round(self.scroll_offset.y) + offset.y - self.header_height
         if 0 <= row < len(self._order):
             if row == self.cursor_row:
@@ -277,14 +368,24 @@ class LiveTable(ScrollView, can_focus=True):
             self.virtual_size = size
 
     def on_resize(self) -> None:
+        self._fit()
         self._resize()
+
+    def watch_show_vertical_scrollbar(self) -> None:
+        # a scrollbar coming or going changes the width left for the columns
+        if self._fit():
+            self._resize()
 
     def _row_strip(self, key: str) -> Strip:
         strip = self._strips.get(key)
         if strip is None:
             line = Text(no_wrap=True, end="")
             cells = self.render_row(self._raw[key])
-            for (_, _, width), cell in zip(self._columns, cells, strict=False):
+            widths = {k: w for k, _, w in self._columns}
+            for (column, _, _), cell in zip(self._all_columns, cells, strict=False):
+                width = widths.get(column)
+                if width is None:  # dropped to fit a narrow table
+                    continue
                 line.append(" " * PAD)
                 line.append_text(_cell_text(cell, width))
                 line.append(" " * PAD)

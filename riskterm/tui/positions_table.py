@@ -1,4 +1,7 @@
-"""PositionsTable: every open position with its P&L, working stop and how long it has been open."""
+"""PositionsTable: every open position with its P&L, working stop and how long it has been open.
+
+Narrower than its 88 cells, the account narrows to 8 cells, then columns drop in this order:
+open (how long), avg price, last, stop. Account, symbol, quantity and P&L stay."""
 
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ class PositionsTable(LiveTable):
         ("stop", "Stop", 10),
         ("open", "Open", 6),
     )
+    NARROW = {"account": 8}
+    DROP = ("open", "avg", "last", "stop")
 
     def render_row(self, raw: tuple[Any, ...]) -> Sequence[RenderableType]:
         row = PositionRow(*raw)

@@ -1,4 +1,8 @@
-"""RulesTable: each rule with its parameters and, per account, armed / warning / breached."""
+"""RulesTable: each rule with its parameters and, per account, armed / warning / breached.
+
+Narrower than its cells, the parameters narrow to 12 cells and the rule to 18 (cut with an
+ellipsis; the detail pane shows them whole), then the parameters column drops; the account
+columns stay (more accounts than fit scroll sideways)."""
 
 from __future__ import annotations
 
@@ -48,6 +52,8 @@ def account_header(account: str, width: int) -> str:
 
 class RulesTable(LiveTable):
     COLUMNS = (("rule", "Rule", 28), ("params", "Parameters", 34))
+    NARROW = {"params": 12, "rule": 18}
+    DROP = ("params",)
     ACCOUNT_WIDTH = 9
 
     def set_accounts(self, accounts: list[str]) -> None:

@@ -20,3 +20,14 @@ class AppSettings:
     pnl_step_s: float = 1.0  # engine seconds between P&L chart points (doubles as the day fills)
     # binding id -> key(s), e.g. {"flatten": "F"}: see riskterm/tui/keys.py for the ids
     keymap: dict[str, str] = field(default_factory=dict)
+    # from the user's settings file (riskterm/tui/settings_file.py)
+    theme: str | None = None  # a Textual theme name; None: Textual's default
+    time_zone: str | None = None  # IANA name for clocks on screen; None: the rules' timezone
+    notify_toast: bool = True  # halts, lockouts, failed enforcements: a toast ...
+    notify_bell: bool = True  # ... the terminal bell ...
+    notify_desktop: bool = True  # ... and a desktop notification (OSC 9 / 777) if supported
+    desktop_protocol: str = "auto"  # "auto" (from the terminal's environment), "osc9", "osc777"
+    attention_window_s: float = 0.3  # alerts arriving this close together make one notice
+    attention_gap_s: float = 5.0  # at most one notice per this many seconds (a storm: a summary)
+    settings_file: str | None = None  # the file these came from
+    problems: tuple[str, ...] = ()  # what was wrong with that file, key by key

@@ -23,7 +23,7 @@ class AccountRow(NamedTuple):
     unrealized: float
     total: float
     limit_used: float | None  # fraction of the daily loss limit used, None without such a rule
-    lockout: str | None  # "rule" or "rule +N"
+    lockout: str | None  # the rules locking the account, the longest lasting first: "a, b"
     lockout_until: float | None
     permanent: bool
 
@@ -72,7 +72,8 @@ def account_row(engine: Engine, acct: AccountState) -> AccountRow:
     if locks:
         # the lockout that lasts longest decides when the account trades again
         main = max(locks, key=lambda lk: float("inf") if lk.until is None else lk.until)
-        lockout = main.rule + (f" +{len(locks) - 1}" if len(locks) > 1 else "")
+        rules = [main.rule, *sorted({lk.rule for lk in locks} - {main.rule})]
+        lockout = ", ".join(rules)  # every one named, never "rule +1"
         lock_until = main.until
         permanent = main.until is None
     # an account the broker no longer reports is kept but neither judged nor enforced (§9)

@@ -71,8 +71,8 @@ class ViolationsFeed(ScrollView, can_focus=True):
     def __init__(self, tz: ZoneInfo, maxlen: int = 500, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.tz = tz
-        # [record, strip]: the line is built when first drawn (most lines never are) and its
-        # strip is kept while the line lives
+        # [record, strip, width]: the line is built when first drawn (most lines never are) and
+        # its strip is kept while the line lives and the width stays
         self._lines: deque[list[Any]] = deque(maxlen=maxlen)
         self.total = 0  # records shown since start, for tests and the title
 
@@ -80,7 +80,7 @@ class ViolationsFeed(ScrollView, can_focus=True):
         added = 0
         for rec in records:
             if severity(rec) is not None:
-                self._lines.appendleft([rec, None])
+                self._lines.appendleft([rec, None, 0])
                 added += 1
         if added:
             self.total += added
@@ -97,22 +97,26 @@ class ViolationsFeed(ScrollView, can_focus=True):
     @property
     def lines(self) -> list[str]:
         """The plain text of the feed, newest first."""
-        return [self._text(rec).plain for rec, _ in self._lines]
+        return [self._text(entry[0]).plain for entry in self._lines]
 
     def _text(self, rec: dict[str, Any]) -> Text:
         return feed_line(rec, self.tz) or Text()
 
     def render_line(self, y: int) -> Strip:
         index = y + self.scroll_offset.y
-        width = self.size.width
+        width = self.scrollable_content_region.width  # a scrollbar takes its share
         if index >= len(self._lines):
             return Strip.blank(width, self.rich_style)
         entry = self._lines[index]
         strip = entry[1]
-        if strip is None:
+        if strip is None or entry[2] != width:
+            # built for this width: a line longer than the feed ends in an ellipsis
             text = self._text(entry[0])
+            if text.cell_len > width:
+                text.truncate(width, overflow="ellipsis")
             segments = [s for s in text.render(self.app.console) if s.text != "\n"]
             strip = entry[1] = Strip(segments)
+            entry[2] = width
         base: Style = self.rich_style
         return strip.crop_extend(0, width, base).apply_style(base)
 

@@ -1,5 +1,9 @@
 """ViolationsTable: the violation history from the database, newest first, each row with the
-enforcement and lockout that followed."""
+enforcement and lockout that followed.
+
+Narrower than its 154 cells, the message narrows to 16 cells, the rule to 16, the enforcement to
+12 and the account to 10 (cut with an ellipsis; the detail pane below shows the row whole), then
+columns drop in this order: #, symbol, enforcement, kind, time."""
 
 from __future__ import annotations
 
@@ -14,11 +18,28 @@ from riskterm.tui import formatting as fmt
 from riskterm.tui.history import HistoryRow
 from riskterm.tui.live_table import LiveTable
 
+#: what a rule's value and limit measure, when not money (the rules that evaluate with
+#: money=False in riskterm/rules): seconds, a share of equity, or a count
+SECONDS_RULES = frozenset({"no_stop_loss_grace"})
+SHARE_RULES = frozenset({"max_position_value_pct"})
+COUNT_RULES = frozenset({"auth_loss_guard", "consecutive_losses", "max_contracts",
+                         "max_contracts_per_instrument", "max_order_size", "order_rate_limit",
+                         "trade_frequency_limit"})
 
-def _value(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:,.2f}"
-    return fmt.DASH if v is None else str(v)
+
+def value_text(v: Any, rule: str = "") -> str:
+    """A violation's value or limit in its rule's unit: 42s, 12.5%, 3, else money."""
+    if v is None:
+        return fmt.DASH
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return fmt.safe(v)
+    if rule in SECONDS_RULES:
+        return fmt.duration(v)
+    if rule in SHARE_RULES:
+        return f"{v * 100:.1f}%"
+    if rule in COUNT_RULES:
+        return f"{v:g}"
+    return fmt.money(v)
 
 
 class ViolationsTable(LiveTable):
@@ -33,6 +54,8 @@ class ViolationsTable(LiveTable):
         ("message", "Message", 36),
         ("enforcement", "Enforcement", 25),
     )
+    NARROW = {"message": 16, "rule": 16, "enforcement": 12, "account": 10}
+    DROP = ("id", "symbol", "enforcement", "kind", "time")
 
     def __init__(self, tz: ZoneInfo, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -89,7 +112,8 @@ def describe(row: HistoryRow, tz: ZoneInfo) -> Text:
                 f"{fmt.safe(row.rule)}")
     if row.symbol:
         text.append(f"  {fmt.safe(row.symbol)}")
-    text.append(f"\n{fmt.safe(row.message)}\nvalue {_value(row.value)} · limit {_value(row.limit)}")
+    text.append(f"\n{fmt.safe(row.message)}\nvalue {value_text(row.value, row.rule)} · "
+                f"limit {value_text(row.limit, row.rule)}")
     text.append("\nenforcement: ", style="bold")
     text.append(fmt.safe(row.enforcement or "none"), style="cyan" if row.enforcement else "dim")
     if row.lockout:

@@ -35,8 +35,13 @@ class Frame:
 class LiveScreen(Screen[None]):
     #: screen actions offered in the command palette (besides the app's)
     PALETTE_KEYS: tuple[KeyAction, ...] = ()
+    #: size classes for app.tcss: below 100 columns panes stack (-narrow), below 32 lines the
+    #: less important panes shrink (-short)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
 
     ready = False  # set once the children are mounted: the app flushes only to a ready screen
+    filled = False  # set once a flush has reached the screen (paused, it still gets that one)
     resumed_at = 0.0  # perf_counter when the screen last came on top with fresh data (bench)
     _styled_theme: str | None = None
 
@@ -52,7 +57,7 @@ class LiveScreen(Screen[None]):
         yield LinkBanner(self.rt.tz, id="link-banner")
         yield from self.compose_body()
         yield StatusBar(self.rt.tz, id="status-bar")
-        yield KeyBar()
+        yield KeyBar(id="key-bar")
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -60,6 +65,10 @@ class LiveScreen(Screen[None]):
     @property
     def status_bar(self) -> StatusBar:
         return self.query_one("#status-bar", StatusBar)
+
+    @property
+    def key_bar(self) -> KeyBar:
+        return self.query_one("#key-bar", KeyBar)
 
     @property
     def banner(self) -> HaltBanner:

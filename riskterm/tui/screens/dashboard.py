@@ -1,5 +1,10 @@
 """The dashboard (d): accounts, positions, the live violations feed and the selected account's
-P&L of the day."""
+P&L of the day.
+
+On a small terminal: below 100 columns the positions and the feed stack (positions above);
+below 32 lines the accounts pane holds 4 rows (it scrolls) and the P&L pane keeps its one line
+of figures without the chart. Each table narrows, then drops columns, in the order its
+docstring states (accounts: balance, realized, unrealized, equity, daily limit used)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from riskterm.tui.violations_feed import ViolationsFeed
 
 POSITIONS_WIDTH = 90  # the whole positions table (app.tcss), when the screen has room
 FEED_MIN_WIDTH = 36
+STACK_BELOW = 100  # columns: below this the positions and the feed stack (LiveScreen breakpoints)
 
 
 class DashboardScreen(LiveScreen):
@@ -38,10 +44,12 @@ class DashboardScreen(LiveScreen):
         yield PnlSparkline(id="pnl")
 
     def on_resize(self, event: events.Resize) -> None:
-        # a narrow terminal (80 columns): the positions table scrolls sideways, so the
-        # violations feed keeps a share of the width instead of being pushed off the screen
-        self.positions.styles.width = min(POSITIONS_WIDTH,
-                                          max(40, event.size.width - FEED_MIN_WIDTH))
+        # side by side (100 columns and more), the violations feed keeps a share of the width
+        # and the positions table fits the rest; narrower, the two stack (app.tcss, -narrow)
+        # and each takes the whole width
+        width = event.size.width
+        self.positions.styles.width = (min(POSITIONS_WIDTH, width - FEED_MIN_WIDTH)
+                                       if width >= STACK_BELOW else None)
 
     @property
     def accounts(self) -> AccountsTable:

@@ -18,7 +18,9 @@ def _section(table: Table, title: str, keys: tuple[KeyAction, ...],
     table.add_row(Text(title, style="bold underline"), "")
     for key in keys:
         shown = keymap.get(key.id) or key.key_display or key.key
-        table.add_row(Text(shown, style="bold cyan"), key.tooltip)
+        does = Text(key.tooltip)
+        does.append(f"  {key.id}", style="dim")  # the id a settings file remaps it by
+        table.add_row(Text(shown, style="bold cyan"), does)
     table.add_row("", "")
 
 
@@ -37,6 +39,15 @@ def keys_table(keymap: dict[str, str] | None = None) -> Table:
     return table
 
 
+def remap_note(settings: object) -> Text:
+    """How to remap a key, naming the settings file the dashboard read (if it read one)."""
+    path = getattr(settings, "settings_file", None)
+    where = f"in {path}" if path else ("in settings.toml in the per-user config directory "
+                                       "(or the file RISKTERM_CONFIG names)")
+    return Text(f"Remap a key {where}: under [keys], binding id = key (the grey word after "
+                "each key), e.g. flatten = \"F\". The README lists every setting.", style="dim")
+
+
 class HelpScreen(ModalScreen[None]):
     def __init__(self, keymap: dict[str, str] | None = None) -> None:
         super().__init__()
@@ -49,8 +60,7 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help"):
             yield Static(Text("riskterm — keys", style="bold"), id="help-title")
             yield Static(keys_table(self.keymap))
-            yield Static(Text("Keys can be remapped by binding id (AppSettings.keymap).",
-                              style="dim"))
+            yield Static(remap_note(getattr(self.app, "settings", None)))
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(result)

@@ -1,6 +1,7 @@
 """Job detail (enter on a job): header, portfolio before/after, the actions log, the summary as
 Markdown, the graph state as a lazy JSON tree and the timeline, live while the job runs.
-a approves the recommended actions of a finished job."""
+a approves the recommended actions of a finished job; enter on a row of the actions log or the
+timeline opens it whole (TextScreen). Below 100 columns the panes stack and the screen scrolls."""
 
 from __future__ import annotations
 
@@ -11,17 +12,19 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Markdown, Static
+from textual.widgets import DataTable, Markdown, Static
 
 from riskterm.tui import formatting as fmt
 from riskterm.tui.history import READ_ERRORS
-from riskterm.tui.job_actions_table import JobActionsTable, action_rows
+from riskterm.tui.job_actions_table import JobActionsTable, action_rows, action_text
 from riskterm.tui.job_source import ACTIVE, CANCELLABLE, RETRYABLE
 from riskterm.tui.job_timeline import JobTimeline
 from riskterm.tui.job_view import job_header, portfolio
 from riskterm.tui.json_tree import JsonTree
 from riskterm.tui.keys import DETAIL_KEYS, bindings
+from riskterm.tui.live_table import LiveTable
 from riskterm.tui.screens.base import Frame, LiveScreen
+from riskterm.tui.screens.text_view import TextScreen
 
 _UNSET = object()
 
@@ -41,6 +44,10 @@ class JobDetailScreen(LiveScreen):
         self.polls = 0
 
     def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="job-body"):
+            yield from self._compose_panes()
+
+    def _compose_panes(self) -> ComposeResult:
         with Horizontal(id="job-top"):
             yield Static("Loading…", id="job-header")
             yield Static("", id="job-portfolio")
@@ -120,6 +127,20 @@ class JobDetailScreen(LiveScreen):
             self._graph = graph
             self.tree.set_value(graph)
         self.query_one(JobTimeline).extend(list(job.get("events") or []))
+
+    def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
+        event.stop()
+        log = (self.job or {}).get("actions_log") or []
+        index = int(event.key)
+        if 0 <= index < len(log):
+            self.app.push_screen(TextScreen(f"Job {self.job_id} · action {index + 1} of "
+                                            f"{len(log)}", action_text(log[index])))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        found = self.query_one(JobTimeline).full_text(event.cursor_row)
+        if found is not None:
+            self.app.push_screen(TextScreen(f"Job {self.job_id} · {found[0]}", found[1]))
 
     async def action_approve_job(self) -> None:
         job = self.job

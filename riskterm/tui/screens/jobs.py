@@ -83,7 +83,8 @@ class JobsScreen(LiveScreen):
         elif not jobs:
             hint.update("No jobs yet. Select an account on the dashboard and press e to review it.")
         else:
-            hint.update("")
+            hint.update("Priority: high runs before normal, normal before low (the number: "
+                        "lower runs first).")
 
     def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
         event.stop()

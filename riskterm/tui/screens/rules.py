@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.widgets import Static
 
 from riskterm.tui import formatting as fmt
+from riskterm.tui.detail_pane import DetailPane
 from riskterm.tui.live_table import LiveTable
 from riskterm.tui.rules_table import RulesTable, params_text
 from riskterm.tui.screens.base import Frame, LiveScreen
@@ -26,7 +27,7 @@ class RulesScreen(LiveScreen):
         table = RulesTable(id="rules-table")
         table.border_title = "Rules · state per account"
         yield table
-        yield Static("", id="rules-detail")
+        yield DetailPane(id="rules-detail")
 
     @property
     def table(self) -> RulesTable:
@@ -82,7 +83,7 @@ class RulesScreen(LiveScreen):
 
     def _show_detail(self) -> None:
         rid = self.table.selected_key()
-        detail = self.query_one("#rules-detail", Static)
+        detail = self.query_one("#rules-detail", DetailPane)
         if rid is None:
             detail.update("")
             return

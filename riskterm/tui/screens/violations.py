@@ -1,5 +1,6 @@
 """Violations (v): the full history from the database, filterable by account, rule and kind,
-with the enforcement that followed each violation."""
+with the enforcement that followed each violation; below it, the rejected input lines (line and
+error, newest first), shown while there are any."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from textual.containers import Horizontal
 from textual.widgets import Select, Static
 
 from riskterm.tui import formatting as fmt
+from riskterm.tui.detail_pane import DetailPane
 from riskterm.tui.history import KINDS, READ_ERRORS, HistoryRow, load_history
 from riskterm.tui.keys import VIOLATIONS_KEYS, bindings
 from riskterm.tui.live_table import LiveTable
+from riskterm.tui.rejected_table import RejectedTable, describe_rejected, load_rejected
 from riskterm.tui.screens.base import Frame, LiveScreen
 from riskterm.tui.violations_table import ViolationsTable, describe
 
 LIVE_EVERY = 1.0  # seconds between two reads of new rows while the screen is open
 EXTRA_RULES = ("trading_while_locked", "position_drift", "unknown_instrument")
+REJECTED_SHOWN = 200  # the newest rejected lines listed (the title counts them all)
 
 
 def _selected(select: Select[str]) -> str | None:
@@ -38,6 +42,10 @@ class ViolationsScreen(LiveScreen):
         self._filters: tuple[str | None, str | None, str | None] | None = None
         self._options: dict[str, tuple[str, ...]] = {}
         self.loads = 0  # completed queries, for tests
+        self._loading: tuple[str | None, str | None, str | None] | None = None  # in flight
+        self._rejected_version = -1
+        self._rejected_loading = False
+        self._rejected_detail = False  # the detail pane shows the rejected line in focus
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="filters"):
@@ -49,7 +57,11 @@ class ViolationsScreen(LiveScreen):
         table = ViolationsTable(self.rt.tz, id="history")
         table.border_title = "Violation history"
         yield table
-        yield Static("", id="history-detail")
+        rejected = RejectedTable(self.rt.tz, id="rejected")
+        rejected.border_title = "Rejected input lines"
+        rejected.display = False  # until there is one
+        yield rejected
+        yield DetailPane(id="history-detail")
 
     @property
     def table(self) -> ViolationsTable:
@@ -98,12 +110,47 @@ class ViolationsScreen(LiveScreen):
                     select.value = keep
 
     def refresh_live(self, frame: Frame) -> None:
-        if self._filters != self.filters() or (
-            self.rt.history_version != self._loaded_version
-            and time.monotonic() - self._loaded_at >= LIVE_EVERY
-        ):
+        # a read in flight is restarted only for other filters, never for newer rows: a read
+        # longer than a frame (10,000 rows under a fast feed) restarted on every frame while
+        # the version moves would never end
+        filters = self.filters()
+        if self._loading is not None:
+            restart = filters != self._loading
+        else:
+            restart = self._filters != filters or (
+                self.rt.history_version != self._loaded_version
+                and time.monotonic() - self._loaded_at >= LIVE_EVERY)
+        if restart:
             self._ensure_options(None, None)
+            self._loading = filters
             self.load()
+        if self.rt.rejected_version != self._rejected_version and not self._rejected_loading:
+            self._rejected_loading = True
+            self.load_rejected()
+
+    @property
+    def rejected(self) -> RejectedTable:
+        return self.query_one("#rejected", RejectedTable)
+
+    @work(group="rejected")
+    async def load_rejected(self) -> None:
+        try:
+            reader = self.rt.reader
+            if reader is None:
+                return
+            version = self.rt.rejected_version
+            try:
+                rows, total = await load_rejected(reader, REJECTED_SHOWN)
+            except READ_ERRORS:  # the next flush tries again
+                return
+            table = self.rejected
+            table.show(rows, total)
+            table.display = bool(rows)
+            more = f", newest {len(rows):,}" if total > len(rows) else ""
+            table.border_title = f"Rejected input lines · {total:,}{more} · newest first"
+            self._rejected_version = version
+        finally:
+            self._rejected_loading = False
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
@@ -114,6 +161,14 @@ class ViolationsScreen(LiveScreen):
 
     @work(exclusive=True, group="history")
     async def load(self) -> None:
+        filters = self.filters()
+        try:
+            await self._load()
+        finally:
+            if self._loading == filters:  # not a read restarted meanwhile for other filters
+                self._loading = None
+
+    async def _load(self) -> None:
         reader = self.rt.reader
         if reader is None:
             return
@@ -143,9 +198,18 @@ class ViolationsScreen(LiveScreen):
     def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self._show_detail()
 
+    def on_descendant_focus(self) -> None:
+        self._show_detail()  # the detail follows the table in focus
+
     def _show_detail(self) -> None:
+        detail = self.query_one("#history-detail", DetailPane)
+        rejected = self.rejected
+        if self.focused in (rejected, self.table):  # the pane itself focused: as it was
+            self._rejected_detail = self.focused is rejected
+        if self._rejected_detail and (bad := rejected.selected_row()) is not None:
+            detail.update(describe_rejected(bad, self.rt.tz))
+            return
         row = self.table.selected_row()
-        detail = self.query_one("#history-detail", Static)
         if row is None:
             detail.update("No violations match." if self._filters else "")
         else:
