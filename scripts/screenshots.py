@@ -1,6 +1,7 @@
 """Regenerate screenshots/*.svg from the running dashboard.
 
-The pictures come from the real app (headless, 160x45) on a replay of the built-in simulator:
+The pictures come from the real app (headless, at 160x45 and again at 80x24, the latter named
+NAME-80x24.svg) on a replay of the built-in simulator:
 a fixed seed and start time give the same events on every run, so the screenshots only change
 when the code does. Usage:
 
@@ -28,7 +29,7 @@ from riskterm.sources.sim import Simulator  # noqa: E402
 from riskterm.tui.app import RiskTermApp, create_app  # noqa: E402
 from riskterm.tui.settings import AppSettings  # noqa: E402
 
-SIZE = (160, 45)
+SIZES = {"": (160, 45), "-80x24": (80, 24)}
 START = "2026-03-02T15:10:00+00:00"  # a Monday, 09:10 in Chicago: the session is open
 
 
@@ -53,17 +54,17 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 20.0)
         await asyncio.sleep(0.02)
 
 
-async def shoot(app: RiskTermApp, out: Path) -> list[Path]:
+async def shoot(app: RiskTermApp, out: Path, size: tuple[int, int], suffix: str) -> list[Path]:
     saved: list[Path] = []
 
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
 
         async def save(name: str) -> None:
             await pilot.pause()
             app.refresh_now()
             app.clear_notifications()
             await pilot.pause()
-            saved.append(Path(app.save_screenshot(f"{name}.svg", str(out))))
+            saved.append(Path(app.save_screenshot(f"{name}{suffix}.svg", str(out))))
 
         await app.wait_for_source()
         await pilot.pause()
@@ -99,6 +100,11 @@ async def shoot(app: RiskTermApp, out: Path) -> list[Path]:
         await pilot.press("r")
         await save("rules")
 
+        await pilot.press("d", "A")
+        await pilot.pause(0.3)
+        await save("account")
+        await pilot.press("escape")
+
         await pilot.press("d", "f")
         await save("flatten")
         await pilot.press("n", "question_mark")
@@ -118,11 +124,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="riskterm-shots-") as tmp:
         events = Path(tmp) / "simulator.jsonl"
         record_sim(events, rules, args.seed, args.events)
-        opts = RunOptions(source=f"replay:{events}", rules_path=rules,
-                          db_path=Path(tmp) / "shots.db", speed=0)
-        app = create_app(opts, load_rules(rules), AppSettings(deterministic=True))
-        for path in asyncio.run(shoot(app, args.out)):
-            print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+        for suffix, size in SIZES.items():
+            opts = RunOptions(source=f"replay:{events}", rules_path=rules,
+                              db_path=Path(tmp) / f"shots{suffix}.db", speed=0)
+            app = create_app(opts, load_rules(rules), AppSettings(deterministic=True))
+            for path in asyncio.run(shoot(app, args.out, size, suffix)):
+                print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     return 0
 
 
