@@ -35,6 +35,10 @@ class Confirmations:
     def __len__(self) -> int:
         return len(self.tasks)
 
+    def when_settled(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after each confirmation (the host commits what it held)."""
+        self._on_settled = callback
+
     def start(self, waiting: list[tuple[Any, Awaitable[str | None]]], done: Done) -> None:
         task = asyncio.get_running_loop().create_task(self._wait(waiting, done),
                                                       name="enforcement-confirm")

@@ -157,7 +157,7 @@ class EngineHost:
         self.engine = Engine(self.config, broker, live=self.live,
                              **({"wall": wall} if wall is not None else {}))
         self.engine.restore(state)
-        self.engine.confirmations._on_settled = self._flush_now.set  # commit what was held
+        self.engine.confirmations.when_settled(self._flush_now.set)  # commit what was held
         await self._start_broker(broker)
         if self.opts.record_path is not None:
             self.recording = Recording(self.opts.record_path, self.say,
