@@ -18,6 +18,7 @@ TRADE_IDS_PER_SET = 10_000
 class AccountState:
     __slots__ = (
         "balance",
+        "cash_moved",
         "drift",
         "equity",
         "name",
@@ -49,6 +50,8 @@ class AccountState:
         self.sod_balance: float | None = None  # start-of-day balance
         self.sod_from_event = False  # set by the first `account` event of the trading day
         self.realized = 0.0  # realized P&L of the trading day, after fees
+        # `cash` events' amounts since the last daily reset: in the balance, not in the P&L
+        self.cash_moved = 0.0
         self.trading_day: str | None = None
         self.state = "active"  # active / reducing / halted, derived from lockouts
         # False: restored, but the broker's last re-sync did not report it (CONTRACT section 9):
@@ -104,6 +107,7 @@ class AccountState:
             self._rotate_trades()
         self.trading_day = day
         self.realized = 0.0
+        self.cash_moved = 0.0
         self.sod_balance = self.balance
         self.sod_from_event = False
 
@@ -114,6 +118,7 @@ class AccountState:
             "sod_balance": self.sod_balance,
             "sod_from_event": self.sod_from_event,
             "realized": self.realized,
+            "cash_moved": self.cash_moved,
             "trading_day": self.trading_day,
             "rule_state": self.rule_state,
             "reported": self.reported,
@@ -128,6 +133,7 @@ class AccountState:
         self.sod_balance = data.get("sod_balance")
         self.sod_from_event = bool(data.get("sod_from_event"))
         self.realized = float(data.get("realized") or 0.0)
+        self.cash_moved = float(data.get("cash_moved") or 0.0)
         self.trading_day = data.get("trading_day")
         self.rule_state = dict(data.get("rule_state") or {})
         self.reported = data.get("reported") is not False

@@ -155,6 +155,7 @@ class Engine:
             "quote": self._on_quote,
             "connection": self._on_connection,
             "clock": self._on_clock,
+            "cash": self._on_cash,
         }
         self.rules: dict[str, Rule] = {}
         self.dispatch: dict[str, list[Rule]] = {}
@@ -802,6 +803,21 @@ class Engine:
     def _on_clock(self, ev: dict[str, Any]) -> None:
         pass
 
+    def _on_cash(self, ev: dict[str, Any]) -> None:
+        """Money in or out that is not P&L (CONTRACT section 5): the balance and a reported
+        equity move, the day's realized P&L does not; rules that hold a level of equity (the
+        trailing mark) move it along ("cash" in their `events`)."""
+        acct = self._reported(ev["account"])
+        amount = float(ev["amount"])
+        acct.cash_moved += amount
+        if acct.balance is not None:  # before any balance the broker's first one includes it
+            acct.balance += amount
+        if acct.equity is not None:
+            acct.equity += amount
+        acct.stale = True  # equity moved outside the marks: every quote rule judges again
+        self._dirty_accounts.add(acct.name)
+        self._run_rules("cash", ev, acct)
+
     # -- locked accounts -----------------------------------------------------------------------
 
     def _lock_reason(self, acct: AccountState) -> str:
@@ -1150,6 +1166,7 @@ class Engine:
             "start_balance": acct.sod_balance,
             "realized_pnl": round(acct.realized, 2),
             "unrealized_pnl": round(acct.unrealized, 2),
+            "cash_today": round(acct.cash_moved, 2),  # in the balance, not in the P&L
             "positions": positions,
             "working_orders": [o.to_dict() for o in acct.orders.values()],
             "limits": {rid: p.model_dump(mode="json") for rid, p in acct.rules.items()},

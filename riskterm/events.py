@@ -23,8 +23,8 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-__all__ = ["BOM", "EVENT_TYPES", "MAX_LINE_BYTES", "MAX_QTY", "BelowZero", "describe_type",
-           "parse_line"]
+__all__ = ["BOM", "CASH_REASONS", "EVENT_TYPES", "MAX_LINE_BYTES", "MAX_QTY", "BelowZero",
+           "describe_type", "parse_line"]
 
 MAX_LINE_BYTES = 65536
 BOM = b"\xef\xbb\xbf"  # the UTF-8 byte order mark
@@ -41,7 +41,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "quote",
     "connection",
     "clock",
+    "cash",
 )
+CASH_REASONS: tuple[str, ...] = ("deposit", "withdrawal", "payout", "fee", "adjustment")
 
 # Epoch seconds the engine's calendar can work with in any time zone: 0002-01-01 .. 9999-01-01
 # UTC (a day of margin each side of what datetime can represent).
@@ -182,6 +184,18 @@ class Clock(TypedDict, total=False):
     ts: Required[Ts]
 
 
+@with_config(_CONFIG)
+class Cash(TypedDict, total=False):
+    """Money moved into or out of the account that is not trading P&L (CONTRACT section 5).
+    An amount of 0 is accepted: it moves nothing, and rejecting it would only add noise."""
+
+    type: Required[Literal["cash"]]
+    ts: Required[Ts]
+    account: Required[Id]
+    amount: Required[Money]  # signed: + into the account, - out of it
+    reason: Required[Literal["deposit", "withdrawal", "payout", "fee", "adjustment"]]
+
+
 Event = Annotated[
     AccountEvent
     | OrderPlaced
@@ -192,7 +206,8 @@ Event = Annotated[
     | Position
     | Quote
     | Connection
-    | Clock,
+    | Clock
+    | Cash,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
@@ -207,6 +222,8 @@ _ALLOWED = {
     "order_type": ("market", "limit", "stop", "stop_limit"),
     "status": ("connected", "disconnected"),
 }
+# fields whose allowed set depends on the event type (`reason` is free text elsewhere)
+_ALLOWED_BY_TYPE = {("cash", "reason"): CASH_REASONS}
 
 
 def parse_line(raw: bytes, line_no: int) -> dict[str, Any] | str | BelowZero | None:
@@ -435,8 +452,8 @@ def _field_problem(err: Any) -> str:
         return _ts_problem(value)
     if field == "qty":
         return _qty_problem(kind_tag, kind, etype, value)
-    if field in _ALLOWED and etype in ("literal_error", "string_type"):
-        allowed = _ALLOWED[field]
+    allowed = _ALLOWED_BY_TYPE.get((kind_tag, field)) or _ALLOWED.get(field)
+    if allowed is not None and etype in ("literal_error", "string_type"):
         options = ", ".join(f"'{a}'" for a in allowed[:-1]) + f" or '{allowed[-1]}'"
         return f"field '{field}' must be {options}, got {_show(value)}"
     if etype == "string_too_short":

@@ -39,6 +39,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "quote": {"symbol": "MNQ"},
     "connection": {"status": "connected"},
     "clock": {},
+    "cash": {"account": "PA-1", "amount": -250.0, "reason": "withdrawal"},
 }
 
 OPTIONAL: dict[str, dict[str, Any]] = {
@@ -52,6 +53,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "quote": {"bid": 20000.0, "ask": 20000.25, "last": 20000.25},
     "connection": {"account": "PA-1", "reason": "heartbeat lost"},
     "clock": {},
+    "cash": {},
 }
 
 
@@ -76,7 +78,7 @@ def rejected(raw: bytes, line_no: int = 7) -> str:
 # --- valid events ------------------------------------------------------------------------------
 
 
-def test_event_types_are_the_contracts_ten() -> None:
+def test_event_types_are_the_contracts_eleven() -> None:
     assert tuple(REQUIRED) == EVENT_TYPES
     assert MAX_LINE_BYTES == 65536
 
@@ -268,7 +270,7 @@ def test_not_an_object(raw: bytes, got: str) -> None:
 def test_unknown_type() -> None:
     msg = rejected(b'{"type": "foo", "ts": 1}', 9)
     assert msg.startswith("line 9: unknown event type 'foo' (expected one of account, order_placed")
-    assert "clock)" in msg
+    assert "clock, cash)" in msg
 
 
 def test_missing_type() -> None:

@@ -6,7 +6,10 @@ start-of-day balance is unknown only ``limit`` counts, and a rule with ``limit_p
 
 The unrealized part is the open P&L of the positions at their latest marks (what
 ``AccountState.unrealized`` gives), so the value equals equity minus the start-of-day balance when
-the balance does not include open P&L.
+the balance does not include open P&L. Cash that is not P&L (``cash`` events: deposits,
+withdrawals, payouts) is in the balance and equity but in neither part, so the value is the
+contract's equity - the cash moved since the reset - the day start, and the rule need not listen
+to ``cash``.
 
 Speed: this runs once per quote per account holding the symbol. The pass path (clearly inside the
 limit and the warning, nothing to re-arm) costs one loop over the account's positions and no
@@ -82,10 +85,13 @@ class DailyTotalLoss(Rule):
         elif key in fired:
             return
         realized = acct.realized
+        cash = acct.cash_moved
+        # a person who moved money today sees that it was left out of the P&L
+        moved = f", cash moved {cash:.2f} not counted" if round(cash, 2) else ""
         engine.evaluate(
             ID, params, acct, None, value, limit, "le",
             lambda v: (f"{name} P&L today is {v:.2f} (realized {realized:.2f}, unrealized "
-                       f"{total - realized:.2f}), limit {limit:.2f}"),
+                       f"{total - realized:.2f}{moved}), limit {limit:.2f}"),
         )
 
     def on_new_day(self, acct: AccountState, params: Any) -> None:

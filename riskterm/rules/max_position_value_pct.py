@@ -30,7 +30,8 @@ def _pct(x: float) -> str:
 
 class MaxPositionValuePct(Rule):
     id = ID
-    events = ("quote", "fill", "position", "account")
+    # cash: a deposit or withdrawal moves the equity the ratio is taken of
+    events = ("quote", "fill", "position", "account", "cash")
 
     def check(self, ev: dict[str, Any], acct: AccountState, params: Any) -> None:
         engine = self.engine

@@ -12,6 +12,10 @@ State per account, in ``acct.rule_state["trailing_drawdown"]`` (persisted with t
 - ``day``: the trading day the mark was last set for (eod mode catches up a reset missed while
   the engine was not running).
 
+A ``cash`` event (a deposit, a withdrawal, a payout: not P&L) moves the mark by its amount in
+either mode, as the engine moves the balance and equity, so the distance to the floor is kept
+(until the floor reaches its stop at ``start`` + amount, which does not move).
+
 Equity is the broker's equity when it reports one; otherwise the last balance plus the realized
 P&L of fills since that balance plus open P&L. Without the ``unbooked`` term a profitable close
 would look like a drawdown (the open profit leaves unrealized P&L before the broker's next
@@ -68,7 +72,7 @@ def levels(acct: AccountState, params: Any) -> dict[str, float | None] | None:
 
 class TrailingDrawdown(Rule):
     id = ID
-    events = ("quote", "fill", "position", "account")
+    events = ("quote", "fill", "position", "account", "cash")
 
     def _equity(self, acct: AccountState, st: dict[str, Any] | None) -> float | None:
         return equity_of(acct, st)
@@ -103,6 +107,10 @@ class TrailingDrawdown(Rule):
                     changed = True
                 if changed:
                     self.engine.touch(acct.name)
+            elif etype == "cash" and st is not None:
+                # the equity already moved (Engine._on_cash); a mark set after it includes it
+                st["mark"] += ev["amount"]
+                self.engine.touch(acct.name)
             found = self._equity(acct, st)
             if found is None:
                 return None
