@@ -15,6 +15,7 @@ import shlex
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 EXIT_USAGE = 2
 # options of the dashboard passed through to each session: (attribute, flag, is a path)
@@ -92,6 +93,23 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _quiet_closed_loop(default: Any) -> Any:
+    """At Ctrl-C, textual-serve stops each tab's session and aiohttp closes the event loop;
+    a session's subprocess transport that is collected after that says "Event loop is closed"
+    from its __del__ (the child has already been told to quit and exits on its own). That
+    one message is noise at shutdown, never a fault the user can act on; anything else still
+    reaches the default hook."""
+
+    def hook(unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        if (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+                and str(getattr(unraisable.object, "__module__", "")).startswith("asyncio")):
+            return
+        default(unraisable)
+
+    return hook
+
+
 def serve_main(args: argparse.Namespace) -> int:
     problem = _check(args)
     if problem is not None:
@@ -101,6 +119,7 @@ def serve_main(args: argparse.Namespace) -> int:
 
     command = shlex.join(session_command(args))
     server = Server(command, host=args.host, port=args.port, title="riskterm")
+    sys.unraisablehook = _quiet_closed_loop(sys.unraisablehook)
     try:
         server.serve()
     except OSError as exc:  # lost a race for the port since the check
