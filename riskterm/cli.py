@@ -306,7 +306,7 @@ async def _unlock(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from riskterm.brokers import registry
-    from riskterm.config import RulesError, load_rules, resolve_rules_path
+    from riskterm.config import load_rules_for_command, resolve_rules_path
     from riskterm.host import RunOptions
 
     source = args.source
@@ -321,16 +321,9 @@ def _run(args: argparse.Namespace) -> int:
             _err(f"replay file not found: {path}")
             return EXIT_USAGE
     rules_path = resolve_rules_path(args.rules)
-    try:
-        config = load_rules(rules_path)
-    except RulesError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
-    except RecursionError:
-        print(_too_deep(rules_path), file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
-        _err(f"cannot read rules file {rules_path}: {exc}")
+    config = load_rules_for_command(rules_path)
+    if isinstance(config, str):
+        print(config, file=sys.stderr)
         return EXIT_USAGE
     if args.max_events is not None and args.max_events < 0:
         _err("--max-events must be 0 or more")

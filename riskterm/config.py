@@ -879,6 +879,19 @@ def load_rules_text(text: str, path: str = "<rules>") -> RulesConfig:
     return config
 
 
+def load_rules_for_command(path: str | Path) -> RulesConfig | str:
+    """A command's rules file: the config, or the text to print on stderr before exit 2 (each
+    error as PATH:LINE:COL: message; a file nested too deeply; an unreadable one)."""
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        return str(exc)
+    except RecursionError:  # the YAML parser recurses per nesting level
+        return f"{path}:1:1: invalid YAML: nested too deeply"
+    except OSError as exc:
+        return f"riskterm: cannot read rules file {path}: {exc}"
+
+
 def load_rules(path: str | Path) -> RulesConfig:
     """Load a rules file. A missing or unreadable file, one that is not a regular file or one
     larger than MAX_RULES_BYTES is a RulesError at line 1, column 1."""

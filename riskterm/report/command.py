@@ -12,7 +12,7 @@ from datetime import date, time
 from pathlib import Path
 from typing import Any
 
-from riskterm.config import RulesConfig, RulesError, load_rules, resolve_rules_path
+from riskterm.config import RulesConfig, load_rules_for_command, resolve_rules_path
 
 EXIT_USAGE = 2
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -95,13 +95,9 @@ def report_main(args: Any, db: Path) -> int:
         _err(f"no database at {db}{what}: give the --db the engine runs on")
         return EXIT_USAGE
     rules_path = resolve_rules_path(args.rules)
-    try:
-        config = load_rules(rules_path)
-    except RulesError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
-    except RecursionError:
-        print(f"{rules_path}:1:1: invalid YAML: nested too deeply", file=sys.stderr)
+    config = load_rules_for_command(rules_path)
+    if isinstance(config, str):
+        print(config, file=sys.stderr)
         return EXIT_USAGE
     try:
         conn = connect(db)
