@@ -95,13 +95,12 @@ class Engine:
         # enforcements a live broker has yet to confirm (riskterm.confirmations); while any
         # waits, the records from it on and every state change wait with it (take_changes)
         self.confirmations = Confirmations()
-        self.unconfirmed = 0
         self._adopting: set[str] = set()  # accounts a snapshot introduces (resync)
         # history for exports and reports: fills as applied, and each account's equity every
         # EQUITY_EVERY seconds of engine time when it moved
         self._fills: list[tuple[Any, ...]] = []
         self._equity: list[tuple[Any, ...]] = []
-        self._sampled: dict[str, tuple[float, float | None, float]] = {}  # (ts, equity, real.)
+        self._sampled: dict[str, tuple[float | None, float]] = {}  # last (equity, realized)
         self._advancing_to = 0.0  # the `now` advance() is moving the clock to
         self.accounts: dict[str, AccountState] = {}
         self.marks: dict[str, float] = {}
@@ -408,12 +407,11 @@ class Engine:
     def _sample(self, acct: AccountState) -> None:
         equity = acct.live_equity
         key = (round(equity, 2) if equity is not None else None, round(acct.realized, 2))
-        last = self._sampled.get(acct.name)
-        if last is not None and last[1:] == key:
+        if self._sampled.get(acct.name) == key:
             return
-        self._sampled[acct.name] = (self.clock, *key)
-        self._equity.append((acct.name, self.clock, acct.balance, equity,
-                             round(acct.realized, 2), round(acct.unrealized, 2)))
+        self._sampled[acct.name] = key
+        self._equity.append((acct.name, self.clock, acct.balance, equity, key[1],
+                             round(acct.unrealized, 2)))
 
     def rearm_from(self) -> float:
         """The instant a recurring calendar timer computes its next occurrence from."""
@@ -1066,10 +1064,8 @@ class Engine:
                            done: Callable[[list[Any]], None]) -> None:
         """`rec` waits for the broker's answers to `waiting` [(command, awaitable)]; `done`
         gets them [(command, result or exception)] and makes the record final."""
-        self.unconfirmed += 1
 
         def finish(outcomes: list[Any]) -> None:
-            self.unconfirmed -= 1
             try:
                 done(outcomes)
             except Exception as exc:  # a bug must not leave the record (and commits) waiting
@@ -1084,8 +1080,12 @@ class Engine:
             if rec.get("status") == PENDING:
                 rec["status"], n = "failed", n + 1
                 rec["detail"] = f"{rec['detail']} — {why}" if rec["detail"] else why
-        self.unconfirmed = 0
         return n
+
+    @property
+    def unconfirmed(self) -> int:
+        """Enforcements whose broker answer is still awaited."""
+        return len(self.confirmations)
 
     def take_changes(self) -> Changes:
         """Hand everything changed since the last call to the recorder. While an enforcement

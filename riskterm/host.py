@@ -209,9 +209,7 @@ class EngineHost:
         ctx = BrokerContext(
             arg=arg, accounts=watch, account_patterns=self.opts.accounts,
             instruments=tuple(self.config.instruments), instrument_specs=instruments,
-            day_start=self._day_start, engine_orders=self._engine_orders,
-            engine_positions=self._engine_positions, say=self.say, seed=self.opts.seed,
-            speed=self.speed)
+            day_start=self._day_start, say=self.say, seed=self.opts.seed, speed=self.speed)
         try:
             broker = make(ctx)
         except BrokerStartError:
@@ -239,14 +237,6 @@ class EngineHost:
         """The last daily reset before now: where a live broker's first re-sync reads trades
         from (CONTRACT section 9)."""
         return self.engine.calendar.trading_day_bounds(self.engine.wall())[0]
-
-    def _engine_orders(self, account: str) -> list[str]:
-        acct = self.engine.accounts.get(account)
-        return list(acct.orders) if acct is not None else []
-
-    def _engine_positions(self, account: str) -> list[str]:
-        acct = self.engine.accounts.get(account)
-        return [s for s, p in acct.positions.items() if p.qty] if acct is not None else []
 
     async def _start_pool(self) -> None:
         try:

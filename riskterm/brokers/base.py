@@ -25,7 +25,7 @@ recorded `dry_run`.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -171,8 +171,6 @@ class BrokerContext:
     instruments: tuple[str, ...] = ()  # symbols rules.yaml lists under `instruments`
     instrument_specs: dict[str, tuple[float, float]] = field(default_factory=dict)  # tick s/v
     day_start: Callable[[], float] = lambda: time.time() - 86400.0  # last daily reset
-    engine_orders: Callable[[str], Iterable[str]] = lambda account: ()  # the book's order ids
-    engine_positions: Callable[[str], Iterable[str]] = lambda account: ()  # symbols held
     say: Callable[[str], None] = print  # diagnostics (stderr)
     seed: int = 0
     speed: float = 1.0
