@@ -47,6 +47,7 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import connect
 
+from riskterm.bench.stats import percentile
 from riskterm.brokers.projectx.signalr import HANDSHAKE, RS, ws_url
 from riskterm.config import RulesConfig, load_rules_text
 from riskterm.host import EngineHost, RunOptions
@@ -112,9 +113,6 @@ def bench_config(now: datetime | None = None) -> RulesConfig:
     return load_rules_text(json.dumps(data), "(broker benchmark rules)")
 
 
-def _pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
 
 
 async def _until(cond: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
@@ -214,8 +212,8 @@ async def _breach_run(gw: TestGateway, engine: Any, aids: list[int],
     finally:
         gw.on_request = None
     ms = samples["cancel"] + samples["reduce"]
-    return {"breaches": len(ms), "p50_ms": round(_pct(ms, 0.5), 2),
-            "p99_ms": round(_pct(ms, 0.99), 2), "max_ms": round(max(ms, default=0.0), 2),
+    return {"breaches": len(ms), "p50_ms": round(percentile(ms, 0.5), 2),
+            "p99_ms": round(percentile(ms, 0.99), 2), "max_ms": round(max(ms, default=0.0), 2),
             **{f"{kind}_p50_ms": round(statistics.median(v), 2) if v else 0.0
                for kind, v in samples.items()},
             "unmatched_requests": len(matcher.others)}

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from riskterm.alerts.dispatch import AlertDispatcher
+from riskterm.bench.stats import percentile
 from riskterm.brokers.base import Command
 from riskterm.config import RulesConfig, default_rules_path, load_rules_text
 from riskterm.db import open_db
@@ -72,9 +73,6 @@ def latency_config(config: RulesConfig) -> RulesConfig:
     return load_rules_text(text, f"{path} (latency benchmark)")
 
 
-def _pct(values: list[int], p: float) -> int:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0
 
 
 async def _run(config: RulesConfig, n: int, rate: float, db: Path) -> dict[str, Any]:
@@ -142,8 +140,8 @@ async def _run(config: RulesConfig, n: int, rate: float, db: Path) -> dict[str, 
     samples = broker.samples
     return {
         "rate": round(n / elapsed) if elapsed > 0 else 0,
-        "p50_us": round(_pct(samples, 0.50) / 1000, 1),
-        "p99_us": round(_pct(samples, 0.99) / 1000, 1),
+        "p50_us": round(percentile(samples, 0.50) / 1000, 1),
+        "p99_us": round(percentile(samples, 0.99) / 1000, 1),
         "max_us": round(max(samples, default=0) / 1000, 1),
         "samples": len(samples),
     }

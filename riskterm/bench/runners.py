@@ -70,7 +70,11 @@ def ui(config: RulesConfig, size: int | None) -> dict[str, Any]:
     if res.returncode != 0:
         raise RuntimeError(f"the ui benchmark failed: {res.stderr.strip()[-2000:]}")
     # the worst of the scenarios (rate, key_p95_ms, lag_p99_ms), then each scenario's figures
-    return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+    figures = dict(json.loads(res.stdout.strip().splitlines()[-1]))
+    missing = {"rate", "key_p95_ms", "lag_p99_ms"} - figures.keys()
+    if missing:
+        raise RuntimeError(f"the ui benchmark reported no {', '.join(sorted(missing))}")
+    return figures
 
 
 EXPORT_RECORDS = 200_000  # the 1,000,000 figure: riskterm bench --only export --max-events 1000000

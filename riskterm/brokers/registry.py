@@ -8,6 +8,7 @@ first: a plugin cannot take `sim`, `projectx`, `replay` or `-`.
 
 from __future__ import annotations
 
+import functools
 from importlib import import_module
 from importlib.metadata import EntryPoint, entry_points
 
@@ -33,6 +34,7 @@ def split(source: str) -> tuple[str, str | None]:
     return name, (arg if sep else None)
 
 
+@functools.cache  # a scan of every installed distribution's metadata: once per process
 def plugins() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 

@@ -16,14 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from riskterm.bench.stats import percentile
 from riskterm.jobs.pool import JobPool
 
 LATENCY_JOBS = 500
 
 
-def _pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(p * len(values)))] if values else 0.0
 
 
 async def bench_noop_jobs(n: int, db_path: str | Path) -> dict[str, Any]:
@@ -47,6 +45,6 @@ async def bench_noop_jobs(n: int, db_path: str | Path) -> dict[str, Any]:
     return {
         "jobs": n,
         "jobs_per_s": round(n / elapsed, 1) if elapsed > 0 else 0.0,
-        "start_p50_ms": round(_pct(latencies, 0.50) * 1000, 2),
-        "start_p99_ms": round(_pct(latencies, 0.99) * 1000, 2),
+        "start_p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "start_p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
     }

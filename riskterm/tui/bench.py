@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from riskterm.bench.stats import percentile
+
 KEYS = ("v", "j", "r", "d", "A", "escape")
 PRESS_EVERY = 0.1
 LAG_TICK = 0.01
@@ -49,11 +51,6 @@ SCENARIOS: dict[str, tuple[tuple[int, int], int, tuple[str, ...]]] = {
 FILTER_WORDS = ("EVAL-APEX", "PA-TPT rule:daily", "max_position", "GC")
 
 
-def _percentile(values: list[float], p: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
 class _Paints:
@@ -224,13 +221,13 @@ async def bench_ui(seconds: float = 5.0, rate: float = 20000, scenario: str = "s
     taken, elapsed = measured["taken"], measured["elapsed"]
     out = {
         "rate": round(taken / elapsed, 1),
-        "key_p95_ms": round(_percentile(key_ms, 0.95), 2),
-        "lag_p99_ms": round(_percentile(lag_ms, 0.99), 2),
+        "key_p95_ms": round(percentile(key_ms, 0.95), 2),
+        "lag_p99_ms": round(percentile(lag_ms, 0.99), 2),
     }
     if violations:
         out["rows"] = violations
-        out["filter_key_p95_ms"] = round(_percentile(filter_ms, 0.95), 2)
-        out["filter_pass_p95_ms"] = round(_percentile(pass_ms, 0.95), 2)
+        out["filter_key_p95_ms"] = round(percentile(filter_ms, 0.95), 2)
+        out["filter_pass_p95_ms"] = round(percentile(pass_ms, 0.95), 2)
     return out
 
 

@@ -195,10 +195,7 @@ class ProjectXBroker:
 
     def instrument(self, symbol: str) -> tuple[float, float] | None:
         """(tick size, tick value) of a contract, as the broker states it."""
-        for c in self.mapper.contracts.values():
-            if c.name == symbol and c.tick_size and c.tick_value:
-                return c.tick_size, c.tick_value
-        return None
+        return self.mapper.spec(symbol)
 
     @property
     def link(self) -> Link:

@@ -11,6 +11,7 @@ state changes.
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 import re
 import time
@@ -42,8 +43,6 @@ _TS = re.compile(
 )
 
 
-_WHOLE: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS±HH:MM" → epoch seconds (parse_ts's cache)
-_WHOLE_MAX = 4096
 
 
 def parse_ts(text: str) -> float:
@@ -56,15 +55,14 @@ def parse_ts(text: str) -> float:
             and text[-6] in "+-"):
         frac = text[20:-6]
         if len(frac) <= 9 and frac.isascii() and frac.isdigit():
-            key = text[:19] + text[-6:]
-            whole = _WHOLE.get(key)
-            if whole is None:
-                whole = int(_parse_ts(key))
-                if len(_WHOLE) >= _WHOLE_MAX:
-                    _WHOLE.clear()
-                _WHOLE[key] = whole
-            return whole + int(frac) / 10 ** len(frac)
+            return _whole_seconds(text[:19] + text[-6:]) + int(frac) / 10 ** len(frac)
     return _parse_ts(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_seconds(stamp: str) -> int:
+    """ "YYYY-MM-DDTHH:MM:SS±HH:MM" → epoch seconds, validated by the full parser once."""
+    return int(_parse_ts(stamp))
 
 
 def _parse_ts(text: str) -> float:
@@ -231,6 +229,13 @@ class Mapper:
         c = self.contracts.get(cid)
         return c.name if c else None
 
+    def spec(self, name: str) -> tuple[float, float] | None:
+        """(tick size, tick value) of the contract named `name`, as the broker states them."""
+        for c in self.contracts.values():
+            if c.name == name and c.tick_size and c.tick_value:
+                return c.tick_size, c.tick_value
+        return None
+
     def instrument_specs(self) -> dict[str, dict[str, float]]:
         """Contract name → tick_size / tick_value, as the broker states them."""
         return {c.name: {"tick_size": c.tick_size, "tick_value": c.tick_value}
@@ -383,7 +388,7 @@ class Mapper:
         if voided:
             return MapResult()
         ts = ts if ts is not None else self._now()
-        if oid not in self.working:
+        if oid not in self.working and oid not in self._finished:
             self._traded_early[oid] = self._traded_early.get(oid, 0) + size
             if len(self._traded_early) > MAX_REMEMBERED:
                 self._traded_early.popitem(last=False)
@@ -533,6 +538,7 @@ class Mapper:
 
     def _remember_finished(self, oid: int) -> None:
         self._finished[oid] = None
+        self._traded_early.pop(oid, None)
         if len(self._finished) > MAX_REMEMBERED:
             self._finished.popitem(last=False)
 
