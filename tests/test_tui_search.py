@@ -302,3 +302,28 @@ def test_table_query_filters_and_sorts_the_model() -> None:
     query.sort_column = None
     query.set_text("delta")
     assert list(query.apply({**rows, "b": ("delta", 1, "x")})) == ["b"]
+
+
+def test_filter_and_sort_read_each_column_from_its_own_field_of_the_row():
+    """A row can hold more than its table shows, in another order (a violation's value and
+    limit sit before its enforcement): `column:word` and sorting read the column's own field."""
+    from riskterm.tui.account_tables import AccountRulesTable
+    from riskterm.tui.account_view import RuleRow
+    from riskterm.tui.history import HistoryRow
+    from riskterm.tui.table_query import TableQuery
+    from riskterm.tui.violations_table import ViolationsTable
+
+    same = {"time": "ts", "id": "id"}
+    for table, row in ((ViolationsTable, HistoryRow), (AccountRulesTable, RuleRow)):
+        fields = [table.ROW_FIELDS.get(k, i) for i, (k, _, _) in enumerate(table.COLUMNS)]
+        names = [row._fields[f] for f in fields]
+        assert names == [same.get(k, k) if k != "note" else "note"
+                         for k, _, _ in table.COLUMNS], table.__name__
+    columns = [("a", "A", 5), ("c", "C", 5)]
+    query = TableQuery(columns, [0, 2])  # the row is (a, b, c): b is not shown
+    rows = {"k1": ("x", "flatten", 2), "k2": ("y", "alert", 1)}
+    query.set_text("c:1")
+    assert list(query.apply(rows)) == ["k2"]
+    query.set_text("")
+    query.sort_by(1)
+    assert list(query.apply(rows)) == ["k2", "k1"]  # by c, not by b

@@ -36,6 +36,7 @@ class AccountRulesTable(LiveTable):
     # a narrow screen: the rule name and the bound narrow, then the bound goes (the value,
     # limit and distance say the same for the rules that have them)
     NARROW = {"rule": 18, "note": 12}
+    ROW_FIELDS = {"note": 6}  # account_view.RuleRow: `money` comes before it
     DROP = ("note",)
 
     def render_row(self, raw: tuple[Any, ...]) -> Sequence[RenderableType]:

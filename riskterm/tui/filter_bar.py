@@ -27,11 +27,12 @@ def query_of(table: LiveTable) -> TableQuery:
     """The table's query, created on first use (its columns follow the table's)."""
     query = table.query
     if query is None:
-        query = table.query = TableQuery(table._all_columns)
+        query = table.query = TableQuery(table._all_columns, table.row_fields())
         query.source = {key: raw for key in table.row_keys
                         if (raw := table.raw(key)) is not None}
-    # every column, shown or dropped in a narrow table: the row's values follow them
+    # every column, shown or dropped in a narrow table
     query.columns = list(table._all_columns)
+    query.fields = table.row_fields()
     return query
 
 

@@ -89,6 +89,9 @@ class LiveTable(ScrollView, can_focus=True):
     #: the scrollable height grows in steps of this many rows: a new virtual size means a new
     #: layout, too costly on every position opened or closed. 1 for tables sized to their rows.
     SIZE_STEP: ClassVar[int] = 1
+    #: column key -> the index of its value in the row tuple, where that is not the column's
+    #: own index (a row holding more than is shown); filtering and sorting read it there
+    ROW_FIELDS: ClassVar[Mapping[str, int]] = {}
 
     BINDINGS: ClassVar[list[Any]] = [
         Binding("up", "cursor(-1)", "Up", show=False),
@@ -124,6 +127,10 @@ class LiveTable(ScrollView, can_focus=True):
         @property
         def control(self) -> LiveTable:
             return self.table
+
+    def row_fields(self) -> list[int]:
+        """Per column (shown or dropped), the index of its value in a row."""
+        return [self.ROW_FIELDS.get(key, i) for i, (key, _, _) in enumerate(self._all_columns)]
 
     class HeaderClicked(Message):
         """A click on the header, on the column at index `column` (the table sorts by it)."""

@@ -59,20 +59,20 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 class TableQuery:
-    def __init__(self, columns: Sequence[tuple[str, str, int]]) -> None:
+    def __init__(self, columns: Sequence[tuple[str, str, int]],
+                 fields: Sequence[int] | None = None) -> None:
         self.columns = list(columns)
+        # per column, the index of its value in the row tuple (LiveTable.ROW_FIELDS): a row
+        # may hold more than is shown, in another order
+        self.fields = list(fields) if fields is not None else list(range(len(self.columns)))
         self.text = ""
-        self.sort_column: int | None = None  # index into the columns (and the row tuple)
+        self.sort_column: int | None = None  # index into the columns
         self.reverse = False
         self.source: dict[str, tuple[Any, ...]] = {}  # the last full rows
         self.shown = 0  # rows that matched at the last apply
         self._terms: list[Term] = []
         # key -> (row, its lower-case cells, all of them joined): rebuilt only when a row changes
         self._texts: dict[str, tuple[tuple[Any, ...], tuple[str, ...], str]] = {}
-
-    @property
-    def active(self) -> bool:
-        return bool(self._terms) or self.sort_column is not None
 
     def set_text(self, text: str) -> list[str]:
         """Set the filter; returns the column names it did not know (matched as plain words)."""
@@ -83,7 +83,7 @@ class TableQuery:
     def sortable(self, sample: tuple[Any, ...] | None) -> list[int]:
         """The columns that hold a value of their own in the rows (the others are derived)."""
         width = len(sample) if sample is not None else len(self.columns)
-        return list(range(min(width, len(self.columns))))
+        return [c for c, field in enumerate(self.fields) if field < width]
 
     def cycle_sort(self) -> None:
         """No order -> the first column -> the next ... -> the last -> back to no order."""
@@ -132,7 +132,8 @@ class TableQuery:
             out: dict[str, tuple[Any, ...]] = {}
             texts = self._texts
             words = [t.word for t in terms if t.column is None]
-            scoped = [(t.column, t.word) for t in terms if t.column is not None]
+            fields = self.fields
+            scoped = [(fields[t.column], t.word) for t in terms if t.column is not None]
             single = words[0] if len(words) == 1 and not scoped else None
             # the hot loop of a keystroke: one cache probe and a substring test per row
             for key, row in self.source.items():
@@ -149,7 +150,7 @@ class TableQuery:
                     out[key] = row
         else:
             out = self.source
-        column = self.sort_column
+        column = None if self.sort_column is None else self.fields[self.sort_column]
         if column is not None:
             def value(kv: tuple[str, tuple[Any, ...]]) -> Any:
                 return kv[1][column] if column < len(kv[1]) else None

@@ -55,6 +55,7 @@ class ViolationsTable(LiveTable):
         ("enforcement", "Enforcement", 25),
     )
     NARROW = {"message": 16, "rule": 16, "enforcement": 12, "account": 10}
+    ROW_FIELDS = {"enforcement": 9}  # history.HistoryRow: value and limit come between
     DROP = ("id", "symbol", "enforcement", "kind", "time")
 
     def __init__(self, tz: ZoneInfo, *, id: str | None = None) -> None:
