@@ -881,15 +881,13 @@ def load_rules_text(text: str, path: str = "<rules>") -> RulesConfig:
 
 def load_rules_for_command(path: str | Path) -> RulesConfig | str:
     """A command's rules file: the config, or the text to print on stderr before exit 2 (each
-    error as PATH:LINE:COL: message; a file nested too deeply; an unreadable one)."""
+    error as PATH:LINE:COL: message, an unreadable file and one nested too deeply included)."""
     try:
         return load_rules(path)
     except RulesError as exc:
         return str(exc)
     except RecursionError:  # the YAML parser recurses per nesting level
         return f"{path}:1:1: invalid YAML: nested too deeply"
-    except OSError as exc:
-        return f"riskterm: cannot read rules file {path}: {exc}"
 
 
 def load_rules(path: str | Path) -> RulesConfig:

@@ -104,6 +104,11 @@ def _migrations() -> list[list[str]]:
     return [_CORE, JOBS_MIGRATION, _HISTORY]
 
 
+def schema_version() -> int:
+    """The schema version this riskterm writes (and readers understand)."""
+    return len(_migrations())
+
+
 class DatabaseError(Exception):
     """The database cannot be opened or is not one riskterm can use; the message says why."""
 

@@ -49,7 +49,7 @@ def _check(args: argparse.Namespace) -> str | None:
     """Why the dashboard could not start with these options (said now, not in every browser
     session), else None. Rules errors come as check-rules prints them (PATH:LINE:COL: ...)."""
     from riskterm.brokers import registry
-    from riskterm.config import RulesError, load_rules, resolve_rules_path
+    from riskterm.config import load_rules_for_command, resolve_rules_path
     from riskterm.db import DatabaseError, DatabaseInUse, EngineLock
 
     if not 1 <= args.port <= 65535:
@@ -66,12 +66,9 @@ def _check(args: argparse.Namespace) -> str | None:
     if source.startswith("replay:") and not Path(source[7:]).is_file():
         return f"riskterm: replay file not found: {source[7:]}"
     rules_path = resolve_rules_path(args.rules)
-    try:
-        load_rules(rules_path)
-    except RulesError as exc:
-        return str(exc)
-    except RecursionError:
-        return f"{rules_path}:1:1: invalid YAML: nested too deeply"
+    problem = load_rules_for_command(rules_path)
+    if isinstance(problem, str):
+        return problem
     if args.db is not None and Path(args.db).is_file():
         try:  # every session would find the database held by that engine
             EngineLock.acquire(args.db).release()

@@ -35,17 +35,13 @@ async def send_tests(targets: tuple[AlertTarget, ...], path: str) -> list[tuple[
 
 
 def alerts_main(args: Any, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    from riskterm.config import RulesError, load_rules, resolve_rules_path
+    from riskterm.config import load_rules_for_command, resolve_rules_path
 
     out, err = out or sys.stdout, err or sys.stderr
     path = resolve_rules_path(args.rules)
-    try:
-        config = load_rules(path)
-    except RulesError as exc:
-        print(str(exc), file=err)
-        return 2
-    except RecursionError:
-        print(f"{path}:1:1: invalid YAML: nested too deeply", file=err)
+    config = load_rules_for_command(path)
+    if isinstance(config, str):
+        print(config, file=err)
         return 2
     if not config.alerts:
         print(f"riskterm: {path} has no alert targets: add an alerts: block (see README, "

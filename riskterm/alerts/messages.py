@@ -4,12 +4,13 @@ summary of many when the rate limit is reached)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
 from riskterm.alerts.config import ALERT_FAILED, AlertTargetSpec
 from riskterm.jobs.model import COMPLETED, FINAL
+from riskterm.recording import AccountFilter
 from riskterm.rules.params import format_duration
 
 MAX_BODY = 1500  # characters of a message body (chat services cut long ones anyway)
@@ -51,14 +52,17 @@ class Selector:
         self.kinds = frozenset(spec.kinds)
         self.record_kinds = frozenset(_KIND_OF.get(k, k) for k in spec.kinds)
         self.rules = frozenset(spec.rules) if spec.rules is not None else None
-        self.accounts = spec.accounts
+        # the --accounts matcher: one compiled pattern, its answers cached per account name
+        self.accounts: Callable[[str], bool] | None = (
+            None if spec.accounts is None
+            else AccountFilter(tuple(spec.accounts)) if spec.accounts else (lambda _: False))
 
     def _wanted(self, rec: dict[str, Any]) -> bool:
         if self.rules is not None and rec.get("rule") not in self.rules and "rule" in rec:
             return False
         if self.accounts is not None:
             account = rec.get("account")
-            if account is None or not any(fnmatchcase(account, p) for p in self.accounts):
+            if account is None or not self.accounts(account):
                 return False
         return True
 

@@ -24,9 +24,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from riskterm.db import BUSY_TIMEOUT_MS, schema_version
 from riskterm.timefmt import parse_iso
 
-SCHEMA_VERSION = 3  # the version this reader knows (riskterm.db's migrations)
+SCHEMA_VERSION = schema_version()  # the version this reader knows (riskterm.db's migrations)
 _CORE_TABLES = {"records", "accounts", "positions", "lockouts", "engine_state"}
 
 
@@ -118,7 +119,7 @@ def connect(path: Path) -> sqlite3.Connection:
     """A read-only connection to an existing riskterm database (never creates one)."""
     try:
         conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as exc:
