@@ -57,8 +57,7 @@ Measure = Callable[["AccountState", Any], tuple[float, float, str] | None]  # va
 
 
 def _open_pnls(acct: AccountState) -> list[float]:
-    return [(p.mark - p.avg_price) * p.qty * p.point_value
-            for p in acct.positions.values() if p.qty and p.mark is not None]
+    return [p.unrealized for p in acct.positions.values() if p.qty and p.mark is not None]
 
 
 def _daily_total(acct: AccountState, params: Any) -> tuple[float, float, str] | None:
@@ -71,7 +70,7 @@ def _position_loss(acct: AccountState, params: Any) -> tuple[float, float, str] 
     for p in acct.positions.values():
         if not p.qty or p.mark is None:
             continue
-        pnl = (p.mark - p.avg_price) * p.qty * p.point_value
+        pnl = p.unrealized
         limit = params.effective_limit(abs(p.qty * p.avg_price * p.point_value))
         if limit is not None and (worst is None or pnl - limit < worst[0]):
             worst = (pnl - limit, pnl)
@@ -87,8 +86,7 @@ def _contracts(acct: AccountState, params: Any) -> tuple[float, float, str]:
 
 
 def _exposure(acct: AccountState, params: Any) -> tuple[float, float, str]:
-    total = sum(abs(p.qty * (p.avg_price if p.mark is None else p.mark) * p.point_value)
-                for p in acct.positions.values() if p.qty)
+    total = sum(p.notional for p in acct.positions.values() if p.qty)
     return total, params.limit, "gt"
 
 
@@ -108,7 +106,7 @@ def _streak(acct: AccountState, params: Any) -> tuple[float, float, str]:
 MEASURES: dict[str, Measure] = {
     "daily_realized_loss": lambda a, p: (a.realized, p.limit, "le"),
     "daily_total_loss": _daily_total,
-    "daily_unrealized_loss": lambda a, p: (sum(_open_pnls(a)), p.limit, "le"),
+    "daily_unrealized_loss": lambda a, p: (a.unrealized, p.limit, "le"),
     "daily_realized_profit": lambda a, p: (a.realized, p.target, "ge"),
     "max_unrealized_profit": lambda a, p: (
         (max(pnls), p.target, "ge") if (pnls := _open_pnls(a)) else None),

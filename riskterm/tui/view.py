@@ -90,10 +90,13 @@ def account_rows(engine: Engine) -> dict[str, AccountRow]:
     return {name: account_row(engine, engine.accounts[name]) for name in sorted(engine.accounts)}
 
 
-def position_rows(engine: Engine) -> dict[str, PositionRow]:
+def position_rows(engine: Engine, account: str | None = None) -> dict[str, PositionRow]:
+    """The open positions of every account, or of `account` alone."""
     now = engine.now()
     rows: dict[str, PositionRow] = {}
-    for name in sorted(engine.accounts):
+    names = sorted(engine.accounts) if account is None else (
+        [account] if account in engine.accounts else [])
+    for name in names:
         acct = engine.accounts[name]
         for symbol in sorted(acct.positions):
             pos = acct.positions[symbol]

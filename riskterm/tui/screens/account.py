@@ -24,7 +24,7 @@ from riskterm.tui.equity_chart import EquityChart, legend
 from riskterm.tui.history import READ_ERRORS, load_history
 from riskterm.tui.positions_table import PositionsTable
 from riskterm.tui.screens.base import Frame, LiveScreen
-from riskterm.tui.view import AccountRow, account_of_position_key, position_rows
+from riskterm.tui.view import AccountRow, position_rows
 from riskterm.tui.violations_table import ViolationsTable
 
 HISTORY_EVERY = 1.0  # seconds between two reads of the account's violations while open
@@ -59,6 +59,7 @@ class AccountScreen(LiveScreen):
     def __init__(self) -> None:
         super().__init__(name="account")
         self.account: str | None = None
+        self._summary_shown: Text | None = None  # what the summary line shows now
         self._history_version = -1
         self._history_at = 0.0
         self._history_for: tuple[str | None, float] | None = None
@@ -141,10 +142,12 @@ class AccountScreen(LiveScreen):
             return
         row = frame.accounts.get(account)
         levels = account_view.levels(engine, account)
-        self.query_one("#acct-summary", Static).update(self._summary(account, row, levels))
+        summary = self._summary(account, row, levels, frame.now)
+        if summary != self._summary_shown:  # a Static re-renders on every update
+            self._summary_shown = summary
+            self.query_one("#acct-summary", Static).update(summary)
         self.rules.sync(account_view.rule_rows(engine, account))
-        self.positions.sync({k: v for k, v in position_rows(engine).items()
-                             if account_of_position_key(k) == account})
+        self.positions.sync(position_rows(engine, account))
         self.orders.sync(account_view.order_rows(engine, account))
         pnl = self.rt.pnl
         if self.chart.show(account, pnl.points(account), pnl.step, frame.now, levels,
@@ -158,7 +161,7 @@ class AccountScreen(LiveScreen):
         self._maybe_read_history(frame.now)
 
     def _summary(self, account: str, row: AccountRow | None,
-                 levels: account_view.Levels | None) -> Text:
+                 levels: account_view.Levels | None, now: float) -> Text:
         text = Text()
         text.append(fmt.safe(account), style="bold")
         if row is None:
@@ -184,8 +187,7 @@ class AccountScreen(LiveScreen):
                     text.append(f" ({fmt.money(levels.equity - levels.floor)} above)")
         if row.lockout is not None:
             until = ("PERMANENT" if row.permanent
-                     else "until " + fmt.until(row.lockout_until, self.rt.host.engine.now(),
-                                               self.rt.tz))
+                     else "until " + fmt.until(row.lockout_until, now, self.rt.tz))
             text.append(f"\nlockout {fmt.safe(row.lockout)} · {until}", style="bold red")
         return text
 
